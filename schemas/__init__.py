@@ -1,0 +1,1 @@
+"""Data package: the JSON Schema message contracts and their examples (no code)."""

@@ -1,0 +1,507 @@
+"""The message contracts: schema files, their examples, and the codec."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from importlib.resources.abc import Traversable
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+
+import fastjsonschema
+import orjson
+import pytest
+
+from fleetserve.contracts import MessageKind, codec, decode, encode, messages, validate
+from fleetserve.contracts.schemas import (
+    SCHEMA_VERSION,
+    load_schema,
+    schema_dir,
+    schema_filename,
+    validator,
+)
+from fleetserve.errors import ContractError, DeadLetterError
+
+# One segment per joinpath: on 3.11 a namespace package's MultiplexedPath takes no more.
+EXAMPLES = schema_dir().joinpath("examples")
+MIN_VALID_EXAMPLES = 2
+MIN_INVALID_EXAMPLES = 4
+
+# Draft-07 keywords and annotations. fastjsonschema ignores unknown keywords, so
+# a typo such as "maxlength" would silently switch a check off; this list catches it.
+DRAFT07_KEYWORDS = frozenset(
+    {
+        "$schema", "$id", "$ref", "$comment", "title", "description", "default", "examples",
+        "readOnly", "writeOnly", "definitions", "type", "enum", "const", "multipleOf",
+        "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength",
+        "pattern", "format", "contentMediaType", "contentEncoding", "items", "additionalItems",
+        "maxItems", "minItems", "uniqueItems", "contains", "maxProperties", "minProperties",
+        "required", "properties", "patternProperties", "additionalProperties", "dependencies",
+        "propertyNames", "if", "then", "else", "allOf", "anyOf", "oneOf", "not",
+    }
+)  # fmt: skip
+DRAFT07_TYPES = frozenset({"null", "boolean", "object", "array", "number", "integer", "string"})
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def example_files(kind: MessageKind, prefix: str) -> list[Traversable]:
+    folder = EXAMPLES.joinpath(kind.value)
+    found = [f for f in folder.iterdir() if f.name.startswith(prefix) and f.name.endswith(".json")]
+    return sorted(found, key=lambda f: f.name)
+
+
+def expectations(kind: MessageKind) -> dict[str, Any]:
+    loaded: dict[str, Any] = orjson.loads(
+        EXAMPLES.joinpath(kind.value).joinpath("expectations.json").read_bytes()
+    )
+    return loaded
+
+
+def expected_failure(kind: MessageKind, name: str) -> tuple[str, str]:
+    """(field, reason) for an invalid example; a bare string means a schema violation."""
+    entry = expectations(kind)[name]
+    if isinstance(entry, str):
+        return entry, codec.SCHEMA_VIOLATION
+    return entry["field"], entry["reason"]
+
+
+def named_fields(message: str) -> list[str]:
+    """The fields a codec message is about: ``a.b, c: problem`` -> ``["a.b", "c"]``."""
+    head, _, _ = message.partition(": ")
+    return head.split(", ")
+
+
+def subschemas(schema: Any, where: str = "#") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema object inside ``schema``, with a JSON-pointer-like location."""
+    if not isinstance(schema, dict):
+        return
+    yield where, schema
+    for key in ("properties", "definitions", "patternProperties"):
+        for name, child in schema.get(key, {}).items():
+            yield from subschemas(child, f"{where}/{key}/{name}")
+    for key in ("items", "additionalItems", "not", "if", "then", "else", "contains"):
+        yield from subschemas(schema.get(key), f"{where}/{key}")
+    for key in ("allOf", "anyOf", "oneOf"):
+        for index, child in enumerate(schema.get(key, [])):
+            yield from subschemas(child, f"{where}/{key}/{index}")
+
+
+def is_object_schema(schema: Mapping[str, Any]) -> bool:
+    types = schema.get("type")
+    return (
+        "properties" in schema
+        or types == "object"
+        or (isinstance(types, list) and "object" in types)
+    )
+
+
+def at(kind: MessageKind, *path: str) -> Mapping[str, Any]:
+    """The subschema at ``path`` in a kind's schema, following local ``$ref``s."""
+    root = load_schema(kind)
+    node: Mapping[str, Any] = root
+    for key in path:
+        node = node[key]
+        if "$ref" in node:
+            ref = str(node["$ref"])
+            assert ref.startswith("#/"), ref
+            node = at(kind, *ref[2:].split("/"))
+    return node
+
+
+VALID = [(k, f.name) for k in MessageKind for f in example_files(k, "valid-")]
+INVALID = [(k, f.name) for k in MessageKind for f in example_files(k, "invalid-")]
+
+
+def read_example(kind: MessageKind, name: str) -> bytes:
+    return EXAMPLES.joinpath(kind.value).joinpath(name).read_bytes()
+
+
+def example(kind: MessageKind, name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = orjson.loads(read_example(kind, name))
+    return loaded
+
+
+def minimal_query() -> dict[str, Any]:
+    return example(MessageKind.QUERY, "valid-minimal.json")
+
+
+# ---------------------------------------------------------------- schema files
+
+
+@pytest.mark.parametrize("kind", list(MessageKind))
+def test_schema_file_is_a_compilable_draft07_schema(kind: MessageKind) -> None:
+    schema = load_schema(kind)
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert str(schema["$id"]).endswith(f"/{schema_filename(kind)}")
+    assert schema["title"]
+    assert schema["description"]
+    fastjsonschema.compile(dict(schema), use_default=False)
+    assert callable(validator(kind))
+
+
+@pytest.mark.parametrize("kind", list(MessageKind))
+def test_schema_uses_only_draft07_keywords_and_valid_patterns(kind: MessageKind) -> None:
+    for where, node in subschemas(load_schema(kind)):
+        unknown = set(node) - DRAFT07_KEYWORDS
+        assert not unknown, f"{kind}: {where} has unknown keywords {unknown}"
+        types = node.get("type", [])
+        assert set(types if isinstance(types, list) else [types]) <= DRAFT07_TYPES, where
+        if "pattern" in node:
+            re.compile(node["pattern"])
+            assert node["pattern"].startswith("^"), where
+            assert node["pattern"].endswith("$"), where
+
+
+@pytest.mark.parametrize("kind", list(MessageKind))
+def test_every_property_has_a_description(kind: MessageKind) -> None:
+    for where, node in subschemas(load_schema(kind)):
+        for name, prop in node.get("properties", {}).items():
+            assert str(prop.get("description", "")).strip(), f"{kind}: {where}/properties/{name}"
+
+
+@pytest.mark.parametrize("kind", list(MessageKind))
+def test_every_object_level_rejects_unknown_fields(kind: MessageKind) -> None:
+    for where, node in subschemas(load_schema(kind)):
+        if is_object_schema(node):
+            assert node.get("additionalProperties") is False, f"{kind}: {where}"
+
+
+@pytest.mark.parametrize("kind", list(MessageKind))
+def test_version_is_a_required_integer_const(kind: MessageKind) -> None:
+    schema = load_schema(kind)
+    assert "version" in schema["required"]
+    assert schema["properties"]["version"]["type"] == "integer"
+    assert schema["properties"]["version"]["const"] == SCHEMA_VERSION == 1
+
+
+def test_schemas_load_once_and_compile_once() -> None:
+    for kind in MessageKind:
+        assert load_schema(kind) is load_schema(kind)
+        assert validator(kind) is validator(kind)
+
+
+# ---------------------------------------------------------------- examples
+
+
+@pytest.mark.parametrize("kind", list(MessageKind))
+def test_each_kind_has_enough_examples_and_every_invalid_one_is_explained(
+    kind: MessageKind,
+) -> None:
+    valid = [f.name for f in example_files(kind, "valid-")]
+    invalid = [f.name for f in example_files(kind, "invalid-")]
+    assert len(valid) >= MIN_VALID_EXAMPLES, valid
+    assert len(invalid) >= MIN_INVALID_EXAMPLES, invalid
+    # Both ways: a new example cannot skip its check, a renamed one leaves no stale entry.
+    assert set(expectations(kind)) == set(invalid)
+    others = (
+        {f.name for f in EXAMPLES.joinpath(kind.value).iterdir()}
+        - set(valid)
+        - set(invalid)
+        - {"expectations.json"}
+    )
+    assert not others, f"example files must start with valid- or invalid-: {others}"
+
+
+@pytest.mark.parametrize(("kind", "name"), VALID)
+def test_valid_example_round_trips(kind: MessageKind, name: str) -> None:
+    message = decode(kind, read_example(kind, name))
+    assert decode(kind, encode(kind, message)) == message
+    assert message == example(kind, name), "decode must not add or change fields"
+
+
+@pytest.mark.parametrize(("kind", "name"), INVALID)
+def test_invalid_example_is_rejected_for_the_expected_field(kind: MessageKind, name: str) -> None:
+    field, reason = expected_failure(kind, name)
+    with pytest.raises(ContractError) as caught:
+        decode(kind, read_example(kind, name))
+    assert caught.value.reason == reason, str(caught.value)
+    assert field in named_fields(str(caught.value)), str(caught.value)
+
+
+@pytest.mark.parametrize(("kind", "name"), INVALID)
+def test_invalid_example_is_refused_by_encode_too(kind: MessageKind, name: str) -> None:
+    with pytest.raises(ContractError):
+        encode(kind, example(kind, name))
+
+
+# ---------------------------------------------------------------- decode failures
+
+
+@pytest.mark.parametrize(
+    ("raw", "hint"),
+    [
+        (b"\xff\xfe{}", "UTF-8"),
+        (b'{"text": "caf\xe9"}', "UTF-8"),
+        (b"not json", "JSON"),
+        (b"", "JSON"),
+        (b'{"version": 1,', "JSON"),
+        (b"[" * 5000, "JSON"),
+        (b"[]", "array"),
+        (b'[{"version": 1}]', "array"),
+        (b'"hello"', "string"),
+        (b"null", "null"),
+        (b"42", "number"),
+    ],
+)
+def test_not_a_json_object_is_invalid_json(raw: bytes, hint: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        decode(MessageKind.QUERY, raw)
+    assert caught.value.reason == codec.INVALID_JSON
+    assert hint in str(caught.value)
+
+
+def test_contract_error_is_a_dead_letter_error() -> None:
+    with pytest.raises(DeadLetterError):
+        decode(MessageKind.QUERY, b"nope")
+
+
+@pytest.mark.parametrize("version", [b"2", b"0", b"-1", b"2.0", b"100000000000000000000"])
+def test_other_version_is_unsupported_even_with_unknown_fields(version: bytes) -> None:
+    rest = orjson.dumps({**minimal_query(), "locale": "en-US"}).removeprefix(b'{"version":1')
+    raw = b'{"version":' + version + rest
+    with pytest.raises(ContractError) as caught:
+        decode(MessageKind.QUERY, raw)
+    assert caught.value.reason == codec.UNSUPPORTED_VERSION
+    assert named_fields(str(caught.value)) == ["version"]
+
+
+@pytest.mark.parametrize("version", ["1", True, None, [1]])
+def test_malformed_version_is_a_schema_violation(version: object) -> None:
+    message = {**minimal_query(), "version": version}
+    with pytest.raises(ContractError) as caught:
+        decode(MessageKind.QUERY, orjson.dumps(message))
+    assert caught.value.reason == codec.SCHEMA_VIOLATION
+    assert named_fields(str(caught.value)) == ["version"]
+
+
+def test_query_with_both_deadline_and_ttl_is_rejected() -> None:
+    message = {**minimal_query(), "deadline_ms": 1754900001000, "ttl_ms": 1000}
+    with pytest.raises(ContractError) as caught:
+        decode(MessageKind.QUERY, orjson.dumps(message))
+    assert caught.value.reason == codec.SCHEMA_VIOLATION
+    assert named_fields(str(caught.value)) == ["deadline_ms", "ttl_ms"]
+
+
+@pytest.mark.parametrize("extra", [{"deadline_ms": 1754900001000}, {"ttl_ms": 1000}, {}])
+def test_query_with_one_or_no_deadline_is_fine(extra: dict[str, int]) -> None:
+    validate(MessageKind.QUERY, {**minimal_query(), **extra})
+
+
+def test_unknown_fields_are_named_sorted() -> None:
+    message = {**minimal_query(), "zeta": 1, "alpha": 2}
+    with pytest.raises(ContractError) as caught:
+        decode(MessageKind.QUERY, orjson.dumps(message))
+    assert str(caught.value) == "alpha, zeta: unknown fields, not in the contract"
+
+
+def test_unknown_nested_field_is_named_with_its_path() -> None:
+    message = {**minimal_query(), "reply_to": {"topic": "replies", "partiton": 1}}
+    with pytest.raises(ContractError) as caught:
+        decode(MessageKind.QUERY, orjson.dumps(message))
+    assert named_fields(str(caught.value)) == ["reply_to.partiton"]
+
+
+def test_missing_fields_are_all_named() -> None:
+    message = minimal_query()
+    del message["text"], message["sent_at_ms"]
+    with pytest.raises(ContractError) as caught:
+        validate(MessageKind.QUERY, message)
+    assert str(caught.value) == "text, sent_at_ms: missing required fields"
+
+
+def test_nested_type_error_names_the_path() -> None:
+    reply = example(MessageKind.REPLY, "valid-answer-with-trace.json")
+    reply["timings"]["total_ms"] = "19.7"
+    with pytest.raises(ContractError) as caught:
+        validate(MessageKind.REPLY, reply)
+    assert str(caught.value) == "timings.total_ms: must be number"
+
+
+def test_boolean_is_not_an_integer() -> None:
+    with pytest.raises(ContractError) as caught:
+        validate(MessageKind.QUERY, {**minimal_query(), "top_k": True})
+    assert named_fields(str(caught.value)) == ["top_k"]
+
+
+def test_trailing_newline_does_not_pass_a_pattern() -> None:
+    with pytest.raises(ContractError) as caught:
+        validate(MessageKind.QUERY, {**minimal_query(), "bot_id": "bank-helpdesk\n"})
+    assert named_fields(str(caught.value)) == ["bot_id"]
+
+
+def test_validate_rejects_a_non_object() -> None:
+    with pytest.raises(ContractError) as caught:
+        validate(MessageKind.DEPLOYMENT, ["not", "a", "message"])
+    assert caught.value.reason == codec.SCHEMA_VIOLATION
+    assert str(caught.value) == "(message): must be object"
+
+
+# ---------------------------------------------------------------- encode
+
+
+def test_encode_is_compact_json_of_exactly_the_message() -> None:
+    query = minimal_query()
+    assert encode(MessageKind.QUERY, query) == orjson.dumps(query)
+
+
+def test_codec_never_fills_in_defaults() -> None:
+    query = minimal_query()
+    before = dict(query)
+    decoded = decode(MessageKind.QUERY, encode(MessageKind.QUERY, query))
+    assert query == before
+    assert "stage" not in decoded
+
+
+def test_encode_accepts_any_mapping() -> None:
+    query = minimal_query()
+    assert encode(MessageKind.QUERY, MappingProxyType(query)) == orjson.dumps(query)
+
+
+def test_encode_refuses_an_invalid_message() -> None:
+    query = {**minimal_query(), "bot_id": "Bank"}
+    with pytest.raises(ContractError) as caught:
+        encode(MessageKind.QUERY, query)
+    assert caught.value.reason == codec.SCHEMA_VIOLATION
+    assert named_fields(str(caught.value)) == ["bot_id"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_encode_refuses_non_finite_numbers(bad: float) -> None:
+    reply = example(MessageKind.REPLY, "valid-answer-with-trace.json")
+    reply["top_k"][2]["score"] = bad
+    with pytest.raises(ContractError) as caught:
+        encode(MessageKind.REPLY, reply)
+    assert named_fields(str(caught.value)) == ["top_k[2].score"]
+
+
+def test_encode_refuses_a_nan_timing() -> None:
+    reply = example(MessageKind.REPLY, "valid-fallback-text-off.json")
+    reply["timings"]["inference_ms"] = float("nan")
+    with pytest.raises(ContractError) as caught:
+        encode(MessageKind.REPLY, reply)
+    assert str(caught.value) == "timings.inference_ms: must be a finite number"
+
+
+def test_encode_of_a_newer_version_is_unsupported() -> None:
+    with pytest.raises(ContractError) as caught:
+        encode(MessageKind.QUERY, {**minimal_query(), "version": 2})
+    assert caught.value.reason == codec.UNSUPPORTED_VERSION
+
+
+def test_encode_of_an_unserializable_value_is_a_contract_error() -> None:
+    # A timing has no upper bound in the schema, but orjson stops at 64 bits.
+    reply = example(MessageKind.REPLY, "valid-answer-with-trace.json")
+    reply["timings"]["total_ms"] = 10**20
+    with pytest.raises(ContractError) as caught:
+        encode(MessageKind.REPLY, reply)
+    assert caught.value.reason == codec.SCHEMA_VIOLATION
+    assert "64-bit" in str(caught.value)
+
+
+# ---------------------------------------------------------------- typed shapes
+
+
+def literal_values(alias: Any) -> set[str]:
+    return set(get_args(alias))
+
+
+@pytest.mark.parametrize(
+    ("alias", "kind", "path"),
+    [
+        (messages.Stage, MessageKind.QUERY, ("properties", "stage")),
+        (messages.Stage, MessageKind.REPLY, ("properties", "stage")),
+        (messages.Stage, MessageKind.DEAD_LETTER, ("properties", "model", "properties", "stage")),
+        (messages.Stage, MessageKind.DEPLOYMENT, ("properties", "stages")),
+        (
+            messages.Quantization,
+            MessageKind.REPLY,
+            ("properties", "model", "properties", "quantization"),
+        ),
+        (messages.DeadLetterReason, MessageKind.DEAD_LETTER, ("properties", "reason")),
+        (messages.Phase, MessageKind.DEAD_LETTER, ("properties", "phase")),
+        (messages.DeploymentAction, MessageKind.DEPLOYMENT, ("properties", "action")),
+    ],
+)
+def test_literal_types_match_the_schema_enums(
+    alias: Any, kind: MessageKind, path: tuple[str, ...]
+) -> None:
+    node = at(kind, *path)
+    values = set(node["properties"]) if "properties" in node else set(node["enum"])
+    assert literal_values(alias) == values
+
+
+def test_codec_reasons_are_dead_letter_reasons() -> None:
+    assert set(codec.REASONS) <= literal_values(messages.DeadLetterReason)
+
+
+def test_python_defaults_match_the_schema_defaults() -> None:
+    assert at(MessageKind.QUERY, "properties", "stage")["default"] == messages.DEFAULT_STAGE
+    stage = at(MessageKind.DEPLOYMENT, "definitions", "stage_deployment")
+    assert (
+        stage["properties"]["include_query_text"]["default"] is messages.DEFAULT_INCLUDE_QUERY_TEXT
+    )
+
+
+SHAPES: list[tuple[Any, MessageKind, tuple[str, ...]]] = [
+    (messages.QueryV1, MessageKind.QUERY, ()),
+    (messages.ReplyTo, MessageKind.QUERY, ("properties", "reply_to")),
+    (messages.TraceContext, MessageKind.QUERY, ("properties", "trace")),
+    (messages.ReplyV1, MessageKind.REPLY, ()),
+    (messages.ReplyModel, MessageKind.REPLY, ("properties", "model")),
+    (messages.ScoredIntent, MessageKind.REPLY, ("properties", "top_k", "items")),
+    (messages.Timings, MessageKind.REPLY, ("properties", "timings")),
+    (messages.WorkerRef, MessageKind.REPLY, ("properties", "worker")),
+    (messages.ReplySource, MessageKind.REPLY, ("properties", "source")),
+    (messages.TraceContext, MessageKind.REPLY, ("properties", "trace")),
+    (messages.DeadLetterV1, MessageKind.DEAD_LETTER, ()),
+    (messages.OriginalRecord, MessageKind.DEAD_LETTER, ("properties", "original")),
+    (messages.RecordHeader, MessageKind.DEAD_LETTER,
+     ("properties", "original", "properties", "headers", "items")),
+    (messages.DeadLetterSource, MessageKind.DEAD_LETTER, ("properties", "source")),
+    (messages.DeadLetterModel, MessageKind.DEAD_LETTER, ("properties", "model")),
+    (messages.WorkerRef, MessageKind.DEAD_LETTER, ("properties", "worker")),
+    (messages.DeploymentV1, MessageKind.DEPLOYMENT, ()),
+    (messages.Stages, MessageKind.DEPLOYMENT, ("properties", "stages")),
+    (messages.StageDeployment, MessageKind.DEPLOYMENT, ("definitions", "stage_deployment")),
+    (messages.PreviousModel, MessageKind.DEPLOYMENT,
+     ("definitions", "stage_deployment", "properties", "previous", "items")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("shape", "kind", "path"), SHAPES)
+def test_typed_dicts_match_the_schemas(
+    shape: Any, kind: MessageKind, path: tuple[str, ...]
+) -> None:
+    node = at(kind, *path)
+    assert shape.__required_keys__ == set(node.get("required", [])), shape.__name__
+    assert shape.__required_keys__ | shape.__optional_keys__ == set(node["properties"]), (
+        shape.__name__
+    )
+
+
+def test_every_typed_dict_is_checked() -> None:
+    checked = {shape for shape, _, _ in SHAPES}
+    declared = {
+        value
+        for value in vars(messages).values()
+        if isinstance(value, type)
+        and issubclass(value, dict)
+        and value.__module__ == messages.__name__
+    }
+    assert declared == checked
+
+
+def test_a_typed_query_encodes() -> None:
+    query: messages.QueryV1 = {
+        "version": 1,
+        "request_id": "r-1",
+        "bot_id": "snips-weather",
+        "text": "will it rain in Seoul tomorrow",
+        "sent_at_ms": 1754900000000,
+        "stage": "real",
+    }
+    version: Literal[1] = query["version"]
+    assert decode(MessageKind.QUERY, encode(MessageKind.QUERY, query)) == query
+    assert version == 1

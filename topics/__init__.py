@@ -1,0 +1,1 @@
+"""Data package: the declarative topic file and its schema (no code)."""

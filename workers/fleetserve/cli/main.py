@@ -1,0 +1,93 @@
+"""The `fleetserve` command. The only place that configures logging and parses settings."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fleetserve import __version__
+from fleetserve.cli.broker_cmd import broker
+from fleetserve.cli.config_cmd import config
+from fleetserve.cli.exit_codes import exit_code_for
+from fleetserve.cli.topics_cmd import topics
+from fleetserve.cli.up_cmd import up
+from fleetserve.cli.validate_cmd import validate
+from fleetserve.config import Stage, build_settings
+from fleetserve.errors import FleetserveError
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class FleetserveGroup(click.Group):
+    """Turns fleetserve's own errors into one clear line and a documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FleetserveError as exc:
+            click.echo(f"fleetserve: error: {exc}", err=True)
+            sys.exit(exit_code_for(exc))
+
+
+@click.group(cls=FleetserveGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fleetserve")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML settings file (env FLEETSERVE_CONFIG).",
+)
+@click.option(
+    "--bootstrap", help="Kafka bootstrap servers host:port[,...] (env FLEETSERVE_BOOTSTRAP)."
+)
+@click.option(
+    "--stage",
+    type=click.Choice([s.value for s in Stage]),
+    help="Deployment stage this process serves (env FLEETSERVE_STAGE).",
+)
+@click.option("--group", help="Consumer group id (env FLEETSERVE_GROUP).")
+@click.option(
+    "--topic-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Topic file; default: the bundled topics/topics.yaml (env FLEETSERVE_TOPIC_FILE).",
+)
+@click.option("--topic-env", help="Environment in the topic file, e.g. local or prod.")
+@click.option("--topic-prefix", help="Prefix for every topic name (env FLEETSERVE_TOPIC_PREFIX).")
+@click.option(
+    "--kafka-option",
+    "kafka_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any librdkafka property, repeatable (env FLEETSERVE_KAFKA_<KEY>).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log level (env FLEETSERVE_LOG_LEVEL).",
+)
+@click.pass_context
+def cli(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
+    """fleetserve: per-chatbot intent models served behind Apache Kafka."""
+    settings = build_settings(flags=flags, config_file=config_file)
+    configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+def configure_logging(level: str) -> None:
+    # A no-op when the host (pytest, an embedding app) already configured logging.
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    # librdkafka's connection chatter is debug detail unless it is an error.
+    logging.getLogger("fleetserve.kafka.clients").setLevel(
+        max(logging.WARNING, logging.getLevelName(level))
+    )
+
+
+cli.add_command(up)
+cli.add_command(broker)
+cli.add_command(topics)
+cli.add_command(config)
+cli.add_command(validate)

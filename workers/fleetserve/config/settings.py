@@ -1,0 +1,81 @@
+"""The frozen settings object and its parts."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from fleetserve.config.masking import mask_properties
+
+
+class Stage(enum.StrEnum):
+    """Deployment stages a worker group serves, from least to most trusted."""
+
+    DEV = "dev"
+    BETA = "beta"
+    REAL = "real"
+
+
+def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, repr=False)
+class KafkaSettings:
+    """How to reach the cluster.
+
+    ``properties`` is passed through to librdkafka untouched (SASL, TLS, timeouts),
+    so any client property works without fleetserve knowing it.
+    """
+
+    bootstrap_servers: str
+    properties: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "properties", _frozen(self.properties))
+
+    def client_config(self) -> dict[str, str]:
+        """The librdkafka configuration shared by every client."""
+        return {**self.properties, "bootstrap.servers": self.bootstrap_servers}
+
+    def masked(self) -> dict[str, str]:
+        return mask_properties(self.client_config())
+
+    def __repr__(self) -> str:
+        return f"KafkaSettings({self.masked()!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """Everything a fleetserve process needs to know, parsed once."""
+
+    kafka: KafkaSettings
+    stage: Stage = Stage.REAL
+    group_id: str = "fleetserve-real"
+    worker_id: str = "worker"
+    topic_file: Path | None = None  # None: the topic file bundled with the package
+    topic_env: str = "local"
+    topic_prefix: str = ""
+    log_level: str = "INFO"
+    source_file: Path | None = None
+
+    def masked(self) -> dict[str, Any]:
+        """A printable view with secrets hidden."""
+        return {
+            "kafka": self.kafka.masked(),
+            "stage": self.stage.value,
+            "group_id": self.group_id,
+            "worker_id": self.worker_id,
+            "topic_file": str(self.topic_file) if self.topic_file else "(bundled)",
+            "topic_env": self.topic_env,
+            "topic_prefix": self.topic_prefix,
+            "log_level": self.log_level,
+            "source_file": str(self.source_file) if self.source_file else None,
+        }
+
+    def __repr__(self) -> str:
+        return f"Settings({self.masked()!r})"

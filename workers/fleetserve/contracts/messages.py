@@ -1,0 +1,170 @@
+"""TypedDicts of the four v1 message shapes, for mypy; the JSON Schemas are the contract."""
+
+# No `from __future__ import annotations`: on Python 3.11 it hides NotRequired
+# from TypedDict, which would then report every key as required.
+from typing import Final, Literal, NotRequired, TypedDict
+
+Stage = Literal["dev", "beta", "real"]
+Quantization = Literal["int8", "fp32"]
+DeploymentAction = Literal["deploy", "promote", "rollback"]
+Phase = Literal["decode", "validate", "expire", "load", "infer", "produce", "replay"]
+DeadLetterReason = Literal[
+    "invalid_json",
+    "schema_violation",
+    "unsupported_version",
+    "unknown_bot",
+    "no_deployment",
+    "model_load_failed",
+    "integrity_mismatch",
+    "inference_failed",
+    "deadline_expired",
+    "retries_exhausted",
+    "replay_loop",
+]
+
+DEFAULT_STAGE: Final[Stage] = "real"
+"""A query without ``stage`` is for the real deployment."""
+DEFAULT_INCLUDE_QUERY_TEXT: Final = True
+"""A stage deployment without ``include_query_text`` puts the query text in replies."""
+
+
+class ReplyTo(TypedDict):
+    topic: str
+    partition: NotRequired[int]
+
+
+class TraceContext(TypedDict):
+    traceparent: str
+    tracestate: NotRequired[str]
+    baggage: NotRequired[str]
+
+
+class QueryV1(TypedDict):
+    version: Literal[1]
+    request_id: str
+    bot_id: str
+    text: str
+    sent_at_ms: int
+    stage: NotRequired[Stage]
+    deadline_ms: NotRequired[int]
+    ttl_ms: NotRequired[int]
+    reply_to: NotRequired[ReplyTo]
+    trace: NotRequired[TraceContext]
+    top_k: NotRequired[int]
+
+
+class ReplyModel(TypedDict):
+    version: str
+    sha256: str
+    quantization: Quantization
+
+
+class ScoredIntent(TypedDict):
+    intent: str
+    score: float
+
+
+class Timings(TypedDict):
+    queued_ms: float
+    inference_ms: float
+    total_ms: float
+
+
+class WorkerRef(TypedDict):
+    id: str
+    group: str
+
+
+class ReplySource(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+
+
+class ReplyV1(TypedDict):
+    version: Literal[1]
+    request_id: str
+    bot_id: str
+    stage: Stage
+    model: ReplyModel
+    intent: str
+    confidence: float
+    top_k: list[ScoredIntent]
+    fallback: bool
+    text: str | None
+    timings: Timings
+    worker: WorkerRef
+    source: ReplySource
+    produced_at_ms: int
+    trace: NotRequired[TraceContext]
+
+
+class RecordHeader(TypedDict):
+    name: str
+    value_b64: str | None
+
+
+class OriginalRecord(TypedDict):
+    value_b64: str | None
+    key_b64: str | None
+    headers: list[RecordHeader]
+    timestamp_ms: int | None
+
+
+class DeadLetterSource(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+    consumer_group: str
+
+
+class DeadLetterModel(TypedDict):
+    version: str
+    sha256: str
+    stage: Stage
+
+
+class DeadLetterV1(TypedDict):
+    version: Literal[1]
+    reason: DeadLetterReason
+    message: str
+    error_type: str
+    phase: Phase
+    original: OriginalRecord
+    source: DeadLetterSource
+    bot_id: str | None
+    request_id: str | None
+    model: DeadLetterModel | None
+    deadline_ms: int | None
+    attempts: int
+    worker: WorkerRef
+    first_failed_at_ms: int
+    dead_lettered_at_ms: int
+
+
+class PreviousModel(TypedDict):
+    model_version: str
+    sha256: str
+
+
+class StageDeployment(TypedDict):
+    model_version: str
+    sha256: str
+    deployed_at_ms: int
+    previous: list[PreviousModel]
+    include_query_text: NotRequired[bool]
+
+
+class Stages(TypedDict, total=False):
+    dev: StageDeployment
+    beta: StageDeployment
+    real: StageDeployment
+
+
+class DeploymentV1(TypedDict):
+    version: Literal[1]
+    bot_id: str
+    stages: Stages
+    action: DeploymentAction
+    actor: str
+    updated_at_ms: int

@@ -1,0 +1,132 @@
+"""The one exception hierarchy of fleetserve.
+
+Every failure is classified by what the caller must do about it::
+
+    FleetserveError                      base of everything raised on purpose
+    ├── FatalError                       stop the process; a human must act
+    │   ├── ConfigError                  settings that cannot work (bad value, unknown key)
+    │   ├── TopicSpecError               the topic file is invalid; carries file, line and field
+    │   ├── TopicDriftError              the cluster's topics differ from the topic file
+    │   ├── TopicProvisionError          the cluster refused to create a declared topic
+    │   └── BrokerError                  the embedded broker cannot be used
+    │       ├── BrokerBinaryNotFound     the Tansu binary is missing; says how to install it
+    │       └── BrokerStartError         the binary exited or never answered metadata
+    ├── RetriableError                   transient; back off and try again
+    │   └── KafkaUnavailable             no answer from the bootstrap servers in bounded time
+    └── DeadLetterError                  this one message can never succeed; dead-letter it now
+        └── ContractError                a message breaks its contract (bad JSON, schema)
+
+Each class carries a :class:`Disposition`; :func:`classify` maps any exception,
+including confluent-kafka's ``KafkaException``, onto one.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from confluent_kafka import KafkaError, KafkaException
+
+
+class Disposition(enum.Enum):
+    """What the caller does with a failure."""
+
+    FATAL = "fatal"
+    RETRIABLE = "retriable"
+    DEAD_LETTER = "dead_letter"
+
+
+class FleetserveError(Exception):
+    """Base of every error fleetserve raises on purpose."""
+
+    disposition: Disposition = Disposition.FATAL
+
+
+class FatalError(FleetserveError):
+    """The process cannot go on; a human must fix something."""
+
+    disposition = Disposition.FATAL
+
+
+class ConfigError(FatalError):
+    """Settings that cannot work."""
+
+
+class TopicSpecError(FatalError):
+    """The topic file is invalid.
+
+    The message names the file, the line and the field so the fix is one edit away.
+    """
+
+    def __init__(self, message: str, *, path: Path | str, line: int | None, field: str) -> None:
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {field}: {message}")
+        self.path = Path(path)
+        self.line = line
+        self.field = field
+        self.detail = message
+
+
+class TopicDriftError(FatalError):
+    """Existing topics differ from their declaration in a way `topics apply` must not fix."""
+
+
+class TopicProvisionError(FatalError):
+    """The cluster refused to create a declared topic (too few brokers, bad config, ACLs)."""
+
+
+class BrokerError(FatalError):
+    """The embedded broker cannot be used."""
+
+
+class BrokerBinaryNotFound(BrokerError):
+    """The Tansu binary is missing."""
+
+
+class BrokerStartError(BrokerError):
+    """The broker binary exited early or never answered a metadata request."""
+
+
+class RetriableError(FleetserveError):
+    """A transient failure: back off and try again."""
+
+    disposition = Disposition.RETRIABLE
+
+
+class KafkaUnavailable(RetriableError):
+    """The bootstrap servers gave no answer within the allowed time."""
+
+
+class DeadLetterError(FleetserveError):
+    """This message can never succeed; route it to the dead-letter topic at once.
+
+    ``reason`` is a stable machine-readable code; the message is for humans.
+    """
+
+    disposition = Disposition.DEAD_LETTER
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ContractError(DeadLetterError):
+    """A message is not valid JSON or breaks its schema."""
+
+
+def classify(exc: BaseException) -> Disposition:
+    """Map an exception onto what the caller must do about it."""
+    if isinstance(exc, FleetserveError):
+        return exc.disposition
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return classify_kafka_error(exc.args[0])
+    return Disposition.FATAL
+
+
+def classify_kafka_error(error: KafkaError) -> Disposition:
+    """librdkafka says itself whether an error is fatal or worth a retry."""
+    if error.fatal():
+        return Disposition.FATAL
+    if error.retriable():
+        return Disposition.RETRIABLE
+    return Disposition.FATAL

@@ -1,0 +1,1 @@
+"""Thin factories over confluent-kafka clients; no network I/O until a method is called."""
