@@ -62,13 +62,19 @@ def test_missing_binary_says_how_to_fix(monkeypatch: pytest.MonkeyPatch, tmp_pat
         EmbeddedBroker().start()
 
 
+def use_fake_tansu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: str) -> None:
+    """Point the launcher at a shell script standing in for a broken broker binary."""
+    fake = tmp_path / "tansu"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("CALF_TANSU_BIN", str(fake))
+
+
 def test_binary_that_exits_is_reported_with_its_log(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    fake = tmp_path / "tansu"
-    fake.write_text("#!/bin/sh\necho 'panicked: cannot open storage' >&2\nexit 0\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("CALF_TANSU_BIN", str(fake))
+    # Tansu itself exits 0 after a panic, so the exit status alone proves nothing.
+    use_fake_tansu(monkeypatch, tmp_path, "echo 'panicked: cannot open storage' >&2\nexit 0")
     with pytest.raises(BrokerStartError, match="exited before it was ready") as caught:
         EmbeddedBroker(startup_timeout_s=5).start()
     assert "panicked: cannot open storage" in str(caught.value)
@@ -77,10 +83,7 @@ def test_binary_that_exits_is_reported_with_its_log(
 def test_binary_that_never_answers_times_out(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    fake = tmp_path / "tansu"
-    fake.write_text("#!/bin/sh\nexec sleep 30\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("CALF_TANSU_BIN", str(fake))
+    use_fake_tansu(monkeypatch, tmp_path, "exec sleep 30")
     started = time.monotonic()
     with pytest.raises(BrokerStartError, match=r"did not answer metadata within 2s"):
         EmbeddedBroker(port=free_loopback_port(), startup_timeout_s=2).start()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from fleetserve.cli.exit_codes import BAD_CONFIG
+from fleetserve.cli.main import cli
 from fleetserve.errors import TopicSpecError
 from fleetserve.topics.loader import bundled_topic_file, load_topics
 from fleetserve.topics.spec import REQUIRED_ROLES
@@ -190,3 +193,14 @@ def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TopicSpecError, match="file not found"):
         load_topics(tmp_path / "nope.yaml", "local")
+
+
+def test_cli_rejects_an_invalid_file_before_touching_the_network(tmp_path: Path) -> None:
+    text = minimal_file(partitons=12)
+    path = write_topic_file(tmp_path, text)
+    # Nothing listens on port 1: the file error must come first, and fast.
+    args = ["--bootstrap", "127.0.0.1:1", "--topic-file", str(path), "topics", "apply"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == BAD_CONFIG
+    line = line_of(text, "partitons")
+    assert f"{path}:{line}: topics.queries.partitons: unknown key 'partitons'" in result.output

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import click
 import orjson
+from confluent_kafka.admin import AdminClient
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.tables import format_table
@@ -30,8 +31,11 @@ def topics() -> None:
     """Provision and inspect the topics declared in the topic file."""
 
 
-def _declared(settings: Settings) -> TopicSet:
-    return load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
+def _declared_and_admin(settings: Settings, timeout: float) -> tuple[TopicSet, AdminClient]:
+    """The topic file first (a bad file fails before any network call), then a live cluster."""
+    declared = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
+    describe_cluster(settings.kafka, timeout)
+    return declared, admin_client(settings.kafka)
 
 
 @topics.command("apply")
@@ -39,9 +43,8 @@ def _declared(settings: Settings) -> TopicSet:
 @pass_settings
 def apply(settings: Settings, timeout: float) -> None:
     """Create missing topics and report drift; running it again changes nothing."""
-    declared = _declared(settings)
-    describe_cluster(settings.kafka, timeout)
-    report = apply_topics(admin_client(settings.kafka), declared, timeout_s=timeout)
+    declared, admin = _declared_and_admin(settings, timeout)
+    report = apply_topics(admin, declared, timeout_s=timeout)
     echo_apply_report(report, settings.kafka.bootstrap_servers, declared.env)
     if report.drift:
         raise TopicDriftError(
@@ -55,9 +58,8 @@ def apply(settings: Settings, timeout: float) -> None:
 @pass_settings
 def check(settings: Settings, timeout: float) -> None:
     """Report missing topics and drift without changing anything (exit 4 if any)."""
-    declared = _declared(settings)
-    describe_cluster(settings.kafka, timeout)
-    plan = plan_topics(declared.by_name(), observe_topics(admin_client(settings.kafka), timeout))
+    declared, admin = _declared_and_admin(settings, timeout)
+    plan = plan_topics(declared.by_name(), observe_topics(admin, timeout))
     for spec in plan.create:
         click.echo(f"missing  {spec.name}")
     for drift in plan.drift:
@@ -74,9 +76,9 @@ def check(settings: Settings, timeout: float) -> None:
 @pass_settings
 def list_topics(settings: Settings, show_all: bool, as_json: bool, timeout: float) -> None:
     """Show the declared topics (and with --all every topic) as the cluster has them."""
-    declared = _declared(settings).by_name()
-    describe_cluster(settings.kafka, timeout)
-    observed = observe_topics(admin_client(settings.kafka), timeout)
+    topic_set, admin = _declared_and_admin(settings, timeout)
+    declared = topic_set.by_name()
+    observed = observe_topics(admin, timeout)
     names = sorted(set(declared) | (set(observed) if show_all else set()))
     rows = [_row(name, declared, observed) for name in names]
     if as_json:
