@@ -8,13 +8,17 @@ Every failure is classified by what the caller must do about it::
     │   ├── TopicSpecError               the topic file is invalid; carries file, line and field
     │   ├── TopicDriftError              the cluster's topics differ from the topic file
     │   ├── TopicProvisionError          the cluster refused to create a declared topic
+    │   ├── ArtifactError                a snapshot is missing, incomplete or fails its sha256
+    │   ├── DeploymentRefused            deploy/promote/rollback would publish something unsafe
     │   └── BrokerError                  the embedded broker cannot be used
     │       ├── BrokerBinaryNotFound     the Tansu binary is missing; says how to install it
     │       └── BrokerStartError         the binary exited or never answered metadata
     ├── RetriableError                   transient; back off and try again
     │   └── KafkaUnavailable             no answer from the bootstrap servers in bounded time
-    └── DeadLetterError                  this one message can never succeed; dead-letter it now
-        └── ContractError                a message breaks its contract (bad JSON, schema)
+    └── DeadLetterError                  this one item can never succeed; set it aside with its reason
+        ├── ContractError                a message breaks its contract (bad JSON, schema)
+        └── BotInputError                a bot definition cannot be built (empty, bad id, ...);
+                                         the fleet build reports it and goes on with the rest
 
 Each class carries a :class:`Disposition`; :func:`classify` maps any exception,
 including confluent-kafka's ``KafkaException``, onto one.
@@ -75,6 +79,14 @@ class TopicProvisionError(FatalError):
     """The cluster refused to create a declared topic (too few brokers, bad config, ACLs)."""
 
 
+class ArtifactError(FatalError):
+    """A snapshot in the artifact store is missing, incomplete or fails its sha256 check."""
+
+
+class DeploymentRefused(FatalError):
+    """A deploy, promote or rollback was refused: unknown version, sha256 mismatch, no history."""
+
+
 class BrokerError(FatalError):
     """The embedded broker cannot be used."""
 
@@ -112,6 +124,10 @@ class DeadLetterError(FleetserveError):
 
 class ContractError(DeadLetterError):
     """A message is not valid JSON or breaks its schema."""
+
+
+class BotInputError(DeadLetterError):
+    """A bot's definition cannot be built; ``reason`` is a stable code for the build report."""
 
 
 def classify(exc: BaseException) -> Disposition:
