@@ -8,7 +8,7 @@ ENV PYTHONUNBUFFERED=1 \
 # Non-root at run time; a fixed uid so bind mounts and volumes have predictable owners.
 RUN useradd --create-home --uid 10001 --user-group fleetserve
 
-# Everything the build needs: the package (workers/) plus schemas/ and topics/, which
+# Everything the build needs: the package (workers/) plus schemas/, topics/ and data/, which
 # pyproject.toml ships inside it as package data. Non-editable install: the image runs
 # from site-packages, not from this source tree.
 WORKDIR /src
@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY workers/ workers/
 COPY schemas/ schemas/
 COPY topics/ topics/
+COPY data/ data/
 RUN pip install --no-cache-dir . \
     && rm -rf /src
 

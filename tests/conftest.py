@@ -78,6 +78,17 @@ def topic_factory(admin: AdminClient) -> Iterator[TopicFactory]:
 
 
 @pytest.fixture
+def topic_prefix(admin: AdminClient) -> Iterator[str]:
+    """A namespace for one test's topics (``--topic-prefix``), deleted afterwards."""
+    prefix = f"{unique_name('ns')}."
+    yield prefix
+    mine = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
+    if mine:
+        for future in admin.delete_topics(mine, operation_timeout=30).values():
+            future.result(timeout=30)
+
+
+@pytest.fixture
 def producer_factory(kafka_settings: KafkaSettings) -> Iterator[ProducerFactory]:
     producers: list[Producer] = []
 

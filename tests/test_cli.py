@@ -7,7 +7,19 @@ from click.testing import CliRunner
 
 from fleetserve.cli.main import cli
 
-EXPECTED_COMMANDS = {"up", "broker", "topics", "config", "validate"}
+EXPECTED_COMMANDS = {
+    "up",
+    "broker",
+    "topics",
+    "config",
+    "validate",
+    "bots",
+    "build",
+    "deploy",
+    "promote",
+    "rollback",
+    "deployments",
+}
 
 
 def walk(group: click.Group, prefix: str = "") -> dict[str, click.Command]:

@@ -77,8 +77,13 @@ def test_env_beats_file_and_flags_beat_env(config_file: Path) -> None:
     assert from_env.kafka.properties["socket.timeout.ms"] == "5000"
     assert from_env.kafka.properties["sasl.password"] == SECRET  # still from the file
 
-    flags = {"bootstrap": "flag:1234", "stage": "real", "group": "shadow-beta",
-             "kafka_options": ("sasl.username=from-flag",), "log_level": None}  # fmt: skip
+    flags = {
+        "bootstrap": "flag:1234",
+        "stage": "real",
+        "group": "shadow-beta",
+        "kafka_options": ("sasl.username=from-flag",),
+        "log_level": None,
+    }
     from_flags = build_settings(flags=flags, env=env)
     assert from_flags.kafka.bootstrap_servers == "flag:1234"
     assert from_flags.stage is Stage.REAL

@@ -31,15 +31,54 @@ MIN_INVALID_EXAMPLES = 4
 # a typo such as "maxlength" would silently switch a check off; this list catches it.
 DRAFT07_KEYWORDS = frozenset(
     {
-        "$schema", "$id", "$ref", "$comment", "title", "description", "default", "examples",
-        "readOnly", "writeOnly", "definitions", "type", "enum", "const", "multipleOf",
-        "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength",
-        "pattern", "format", "contentMediaType", "contentEncoding", "items", "additionalItems",
-        "maxItems", "minItems", "uniqueItems", "contains", "maxProperties", "minProperties",
-        "required", "properties", "patternProperties", "additionalProperties", "dependencies",
-        "propertyNames", "if", "then", "else", "allOf", "anyOf", "oneOf", "not",
+        "$schema",
+        "$id",
+        "$ref",
+        "$comment",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "readOnly",
+        "writeOnly",
+        "definitions",
+        "type",
+        "enum",
+        "const",
+        "multipleOf",
+        "maximum",
+        "exclusiveMaximum",
+        "minimum",
+        "exclusiveMinimum",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "format",
+        "contentMediaType",
+        "contentEncoding",
+        "items",
+        "additionalItems",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "contains",
+        "maxProperties",
+        "minProperties",
+        "required",
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "dependencies",
+        "propertyNames",
+        "if",
+        "then",
+        "else",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
     }
-)  # fmt: skip
+)
 DRAFT07_TYPES = frozenset({"null", "boolean", "object", "array", "number", "integer", "string"})
 
 
@@ -457,17 +496,23 @@ SHAPES: list[tuple[Any, MessageKind, tuple[str, ...]]] = [
     (messages.TraceContext, MessageKind.REPLY, ("properties", "trace")),
     (messages.DeadLetterV1, MessageKind.DEAD_LETTER, ()),
     (messages.OriginalRecord, MessageKind.DEAD_LETTER, ("properties", "original")),
-    (messages.RecordHeader, MessageKind.DEAD_LETTER,
-     ("properties", "original", "properties", "headers", "items")),
+    (
+        messages.RecordHeader,
+        MessageKind.DEAD_LETTER,
+        ("properties", "original", "properties", "headers", "items"),
+    ),
     (messages.DeadLetterSource, MessageKind.DEAD_LETTER, ("properties", "source")),
     (messages.DeadLetterModel, MessageKind.DEAD_LETTER, ("properties", "model")),
     (messages.WorkerRef, MessageKind.DEAD_LETTER, ("properties", "worker")),
     (messages.DeploymentV1, MessageKind.DEPLOYMENT, ()),
     (messages.Stages, MessageKind.DEPLOYMENT, ("properties", "stages")),
     (messages.StageDeployment, MessageKind.DEPLOYMENT, ("definitions", "stage_deployment")),
-    (messages.PreviousModel, MessageKind.DEPLOYMENT,
-     ("definitions", "stage_deployment", "properties", "previous", "items")),
-]  # fmt: skip
+    (
+        messages.PreviousModel,
+        MessageKind.DEPLOYMENT,
+        ("definitions", "stage_deployment", "properties", "previous", "items"),
+    ),
+]
 
 
 @pytest.mark.parametrize(("shape", "kind", "path"), SHAPES)

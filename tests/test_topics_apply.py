@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -19,17 +18,6 @@ from fleetserve.topics.loader import load_topics
 pytestmark = pytest.mark.kafka
 
 Run = Callable[..., Result]
-
-
-@pytest.fixture
-def topic_prefix(admin: AdminClient) -> Iterator[str]:
-    """A namespace of topics for one test, deleted afterwards."""
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    yield prefix
-    leftovers = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
-    if leftovers:
-        for future in admin.delete_topics(leftovers, operation_timeout=30).values():
-            future.result(timeout=30)
 
 
 @pytest.fixture

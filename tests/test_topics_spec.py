@@ -28,8 +28,14 @@ environments:
 
 
 def topic_block(role: str, **fields: object) -> str:
-    body = {"name": f"fs.{role}", "partitions": 3, "replication_factor": 3,
-            "min_insync_replicas": 2, "cleanup_policy": "delete", **fields}  # fmt: skip
+    body = {
+        "name": f"fs.{role}",
+        "partitions": 3,
+        "replication_factor": 3,
+        "min_insync_replicas": 2,
+        "cleanup_policy": "delete",
+        **fields,
+    }
     lines = [f"  {role}:"] + [f"    {key}: {value}" for key, value in body.items()]
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ Every failure is classified by what the caller must do about it::
     │       └── BrokerStartError         the binary exited or never answered metadata
     ├── RetriableError                   transient; back off and try again
     │   └── KafkaUnavailable             no answer from the bootstrap servers in bounded time
-    └── DeadLetterError                  this one item can never succeed; set it aside with its reason
+    └── DeadLetterError                  one item can never succeed; set it aside with its reason
         ├── ContractError                a message breaks its contract (bad JSON, schema)
         └── BotInputError                a bot definition cannot be built (empty, bad id, ...);
                                          the fleet build reports it and goes on with the rest

@@ -42,11 +42,15 @@ def tansu_argv(binary: Path, port: int, cluster_id: str) -> list[str]:
     return [
         str(binary),
         "broker",
-        "--listener-url", url,
-        "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
-        "--cluster-id", cluster_id,
-    ]  # fmt: skip
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+        "--cluster-id",
+        cluster_id,
+    ]
 
 
 class EmbeddedBroker:

@@ -17,9 +17,12 @@ DEFAULT_PORT = 9092
 
 def port_option(default: int = DEFAULT_PORT) -> click.Option:
     return click.Option(
-        ["--port"], type=click.IntRange(0, 65535), default=default, show_default=True,
+        ["--port"],
+        type=click.IntRange(0, 65535),
+        default=default,
+        show_default=True,
         help="Loopback port for the broker; 0 picks a free one.",
-    )  # fmt: skip
+    )
 
 
 def run_until_shutdown(broker: EmbeddedBroker) -> None:

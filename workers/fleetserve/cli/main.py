@@ -10,8 +10,11 @@ from typing import Any
 import click
 
 from fleetserve import __version__
+from fleetserve.cli.bots_cmd import bots
 from fleetserve.cli.broker_cmd import broker
+from fleetserve.cli.build_cmd import build
 from fleetserve.cli.config_cmd import config
+from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
 from fleetserve.cli.exit_codes import exit_code_for
 from fleetserve.cli.topics_cmd import topics
 from fleetserve.cli.up_cmd import up
@@ -65,6 +68,11 @@ class FleetserveGroup(click.Group):
     help="Any librdkafka property, repeatable (env FLEETSERVE_KAFKA_<KEY>).",
 )
 @click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Artifact store directory of model snapshots (env FLEETSERVE_STORE; default ./artifacts).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Log level (env FLEETSERVE_LOG_LEVEL).",
@@ -77,9 +85,20 @@ def cli(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
     ctx.obj = settings
 
 
+def quiet_third_party_root_records(record: logging.LogRecord) -> bool:
+    """onnxruntime's quantizer logs through the root logger, once per bot at INFO."""
+    return not (
+        record.name == "root"
+        and record.levelno < logging.WARNING
+        and "onnxruntime" in record.pathname
+    )
+
+
 def configure_logging(level: str) -> None:
     # A no-op when the host (pytest, an embedding app) already configured logging.
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet_third_party_root_records)
     # librdkafka's connection chatter is debug detail unless it is an error.
     logging.getLogger("fleetserve.kafka.clients").setLevel(
         max(logging.WARNING, logging.getLevelName(level))
@@ -89,5 +108,11 @@ def configure_logging(level: str) -> None:
 cli.add_command(up)
 cli.add_command(broker)
 cli.add_command(topics)
+cli.add_command(bots)
+cli.add_command(build)
+cli.add_command(deploy)
+cli.add_command(promote)
+cli.add_command(rollback)
+cli.add_command(deployments)
 cli.add_command(config)
 cli.add_command(validate)

@@ -21,9 +21,12 @@ from fleetserve.topics.plan import ObservedTopic, plan_topics
 from fleetserve.topics.spec import TopicSet, TopicSpec
 
 timeout_option = click.option(
-    "--timeout", type=click.FloatRange(0.5, 300), default=10.0, show_default=True,
+    "--timeout",
+    type=click.FloatRange(0.5, 300),
+    default=10.0,
+    show_default=True,
     help="Seconds to wait for the cluster before giving up.",
-)  # fmt: skip
+)
 
 
 @click.group()
@@ -96,8 +99,15 @@ def _row(
     actual = observed.get(name)
     role = spec.role if spec else "-"
     if actual is None:
-        return {"name": name, "role": role, "status": "missing", "partitions": None,
-                "replication": None, "cleanup": None, "retention_ms": None}  # fmt: skip
+        return {
+            "name": name,
+            "role": role,
+            "status": "missing",
+            "partitions": None,
+            "replication": None,
+            "cleanup": None,
+            "retention_ms": None,
+        }
     return {
         "name": name,
         "role": role,

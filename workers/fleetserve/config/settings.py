@@ -61,6 +61,7 @@ class Settings:
     topic_env: str = "local"
     topic_prefix: str = ""
     log_level: str = "INFO"
+    store_dir: Path = Path("artifacts")  # the local artifact store of model snapshots
     source_file: Path | None = None
 
     def masked(self) -> dict[str, Any]:
@@ -74,6 +75,7 @@ class Settings:
             "topic_env": self.topic_env,
             "topic_prefix": self.topic_prefix,
             "log_level": self.log_level,
+            "store_dir": str(self.store_dir),
             "source_file": str(self.source_file) if self.source_file else None,
         }
 

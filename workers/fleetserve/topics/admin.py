@@ -63,10 +63,14 @@ def create_topics(
 ) -> list[str]:
     """Create topics; one that appeared meanwhile counts as created by someone else."""
     new_topics = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
-                 config=dict(s.configs))
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=s.replication_factor,
+            config=dict(s.configs),
+        )
         for s in specs
-    ]  # fmt: skip
+    ]
     if not new_topics:
         return []
     futures = admin.create_topics(

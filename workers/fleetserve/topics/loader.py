@@ -45,8 +45,10 @@ def load_topics(path: Path | None, env: str, prefix: str = "") -> TopicSet:
         node = _node_at(root, ["environments"])
         raise TopicSpecError(
             f"environment {env!r} is not declared (declared: {known})",
-            path=path, line=_line(node), field="environments",
-        )  # fmt: skip
+            path=path,
+            line=_line(node),
+            field="environments",
+        )
     return resolve(document, env, prefix)
 
 
@@ -72,8 +74,10 @@ def validate_document(document: Any, root: yaml.Node | None, path: Path) -> None
     if missing:
         raise TopicSpecError(
             f"required roles are not declared: {', '.join(missing)}",
-            path=path, line=_line(_node_at(root, ["topics"])), field="topics",
-        )  # fmt: skip
+            path=path,
+            line=_line(_node_at(root, ["topics"])),
+            field="topics",
+        )
     _check_override_roles(document, root, path)
 
 
@@ -84,9 +88,10 @@ def _check_override_roles(document: Mapping[str, Any], root: yaml.Node | None, p
                 where = ["environments", env, "topics", role]
                 raise TopicSpecError(
                     f"overrides a topic role that is not declared: {role!r}",
-                    path=path, line=_line(_node_at(root, where, key=True)),
+                    path=path,
+                    line=_line(_node_at(root, where, key=True)),
                     field=".".join(where),
-                )  # fmt: skip
+                )
 
 
 def _spec_error(
@@ -103,8 +108,10 @@ def _spec_error(
             line = _line(_node_at(root, where, key=True))
             return TopicSpecError(
                 f"unknown key {unknown[0]!r}; allowed: {choices}",
-                path=path, line=line, field=".".join(where),
-            )  # fmt: skip
+                path=path,
+                line=line,
+                field=".".join(where),
+            )
     if exc.rule == "required" and isinstance(exc.rule_definition, list):
         missing = [k for k in exc.rule_definition if k not in (exc.value or {})]
         message = f"missing required key(s): {', '.join(missing)}"

@@ -1,0 +1,1 @@
+"""Build bots into published snapshots: one bot, a directory of bots, or a whole fleet."""

@@ -1,0 +1,84 @@
+"""The build report: a summary, a table for people and JSON for machines."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.table import Table
+
+from fleetserve.builder.result import BotBuildResult
+
+
+def summarize(results: Sequence[BotBuildResult], wall_seconds: float) -> dict[str, Any]:
+    """Counts, throughput and the medians the targets are stated in. Pure."""
+    status = Counter(r.status for r in results)
+    published = [r for r in results if r.status != "failed"]
+    sizes = [r.model_bytes for r in published if r.model_bytes is not None]
+    built = [r.build_seconds for r in results if r.status == "built"]
+    accuracies = [r.accuracy for r in published if r.accuracy is not None]
+    return {
+        "bots": len(results),
+        "built": status["built"],
+        "skipped": status["skipped"],
+        "failed": status["failed"],
+        "failures_by_reason": dict(Counter(r.reason for r in results if r.status == "failed")),
+        "int8": sum(1 for r in published if r.quantization == "int8"),
+        "fp32": sum(1 for r in published if r.quantization == "fp32"),
+        "wall_seconds": round(wall_seconds, 3),
+        "bots_per_second": round(len(results) / wall_seconds, 2) if wall_seconds > 0 else None,
+        "median_model_bytes": statistics.median(sizes) if sizes else None,
+        "max_model_bytes": max(sizes) if sizes else None,
+        "median_build_seconds": round(statistics.median(built), 4) if built else None,
+        "median_accuracy": round(statistics.median(accuracies), 2) if accuracies else None,
+    }
+
+
+def results_table(results: Sequence[BotBuildResult], limit: int = 50) -> Table:
+    """Failures first, then the rest; long fleets are cut to ``limit`` rows."""
+    table = Table(title="fleetserve build", show_lines=False)
+    for column in (
+        "bot",
+        "status",
+        "version",
+        "quant",
+        "acc %",
+        "int8 Δ",
+        "bytes",
+        "sec",
+        "reason",
+    ):
+        table.add_column(column)
+    ordered = sorted(results, key=lambda r: (r.status != "failed", r.bot_id))
+    for r in ordered[:limit]:
+        table.add_row(
+            r.bot_id,
+            r.status,
+            r.version or "-",
+            r.quantization or "-",
+            _num(r.accuracy, 2),
+            _num(r.int8_delta_points, 2),
+            str(r.model_bytes or "-"),
+            _num(r.build_seconds, 3),
+            f"{r.reason}: {r.message}" if r.reason else (r.gate or ""),
+        )
+    if len(ordered) > limit:
+        table.caption = f"{len(ordered) - limit} more bots in the JSON report"
+    return table
+
+
+def write_report(path: Path, results: Sequence[BotBuildResult], summary: dict[str, Any]) -> None:
+    payload = {
+        "summary": summary,
+        "bots": [r.to_dict() for r in sorted(results, key=lambda r: r.bot_id)],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,28 @@
+"""The outcome of building one bot, as it appears in the build report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Status = Literal["built", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class BotBuildResult:
+    bot_id: str
+    status: Status
+    source: str = ""
+    version: str | None = None
+    quantization: str | None = None
+    accuracy: float | None = None  # of the published model, percent, on held-out data
+    accuracy_fp32: float | None = None
+    int8_delta_points: float | None = None
+    gate: str | None = None
+    model_bytes: int | None = None
+    build_seconds: float = 0.0
+    reason: str | None = None
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

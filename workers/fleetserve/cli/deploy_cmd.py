@@ -1,0 +1,129 @@
+"""`fleetserve deploy / promote / rollback / deployments`: the per-bot stage control plane."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from typing import Any
+
+import click
+import orjson
+
+from fleetserve.cli.context import pass_settings
+from fleetserve.cli.tables import format_table
+from fleetserve.config import Settings, Stage
+from fleetserve.deploy.control import ControlPlane
+from fleetserve.kafka.probe import describe_cluster
+from fleetserve.store import LocalDirectoryStore
+from fleetserve.topics.loader import load_topics
+
+STAGE_CHOICE = click.Choice([s.value for s in Stage])
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _actor_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--actor",
+        default=_default_actor,
+        show_default="current user",
+        help="Who is recorded as making the change.",
+    )(fn)
+
+
+def control_plane(settings: Settings, actor: str) -> ControlPlane:
+    topics = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
+    describe_cluster(settings.kafka)
+    return ControlPlane(
+        settings.kafka, topics.name("deployments"), LocalDirectoryStore(settings.store_dir), actor
+    )
+
+
+def _echo_stage(record: dict[str, Any], stage: str) -> None:
+    live = record["stages"][stage]
+    click.echo(
+        f"{record['bot_id']} {stage} -> {live['model_version']} (sha256 {live['sha256'][:12]}…, "
+        f"{record['action']} by {record['actor']})"
+    )
+
+
+@click.command()
+@click.argument("bot_id")
+@click.argument("version")
+@click.option("--stage", type=STAGE_CHOICE, required=True, help="Stage to serve VERSION on.")
+@click.option(
+    "--include-query-text/--no-query-text",
+    default=None,
+    help="Whether replies carry the query text (privacy); default: keep the stage's setting.",
+)
+@_actor_option
+@pass_settings
+def deploy(
+    settings: Settings,
+    bot_id: str,
+    version: str,
+    stage: str,
+    include_query_text: bool | None,
+    actor: str,
+) -> None:
+    """Serve a built snapshot of a bot on a stage (refused if missing or altered)."""
+    record = control_plane(settings, actor).deploy(bot_id, version, stage, include_query_text)
+    _echo_stage(record, stage)
+
+
+@click.command()
+@click.argument("bot_id")
+@click.option("--from", "source", type=STAGE_CHOICE, required=True, help="Stage to copy from.")
+@click.option("--to", "target", type=STAGE_CHOICE, required=True, help="Stage to serve it on.")
+@_actor_option
+@pass_settings
+def promote(settings: Settings, bot_id: str, source: str, target: str, actor: str) -> None:
+    """Serve on one stage what another stage serves now, e.g. beta to real."""
+    record = control_plane(settings, actor).promote(bot_id, source, target)
+    _echo_stage(record, target)
+
+
+@click.command()
+@click.argument("bot_id")
+@click.option("--stage", type=STAGE_CHOICE, required=True, help="Stage to roll back.")
+@_actor_option
+@pass_settings
+def rollback(settings: Settings, bot_id: str, stage: str, actor: str) -> None:
+    """Return a stage to the snapshot it served before the current one."""
+    record = control_plane(settings, actor).rollback(bot_id, stage)
+    _echo_stage(record, stage)
+
+
+@click.command()
+@click.argument("bot_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the full records as JSON lines.")
+@pass_settings
+def deployments(settings: Settings, bot_id: str | None, as_json: bool) -> None:
+    """Show what every bot (or one bot) serves on each stage."""
+    table = control_plane(settings, "-").all_current()
+    records = [table[bot_id]] if bot_id in table else ([] if bot_id else list(table.values()))
+    if bot_id and not records:
+        raise click.ClickException(f"{bot_id} has no deployment record")
+    if as_json:
+        for record in records:
+            click.echo(orjson.dumps(record).decode())
+        return
+    rows = [_row(record) for record in sorted(records, key=lambda r: r["bot_id"])]
+    click.echo(format_table(["bot", "dev", "beta", "real", "action", "actor"], rows))
+
+
+def _row(record: dict[str, Any]) -> dict[str, object]:
+    stages = record["stages"]
+    row: dict[str, object] = {
+        "bot": record["bot_id"],
+        "action": record["action"],
+        "actor": record["actor"],
+    }
+    for stage in ("dev", "beta", "real"):
+        row[stage] = stages[stage]["model_version"] if stage in stages else None
+    return row

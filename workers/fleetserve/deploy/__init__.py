@@ -1,0 +1,1 @@
+"""Stages and deployments: which snapshot each bot serves on dev, beta and real."""

@@ -1,0 +1,134 @@
+"""Read and append the compacted deployments topic (key = bot id, value = deployment v1)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from fleetserve.config import KafkaSettings
+from fleetserve.contracts import MessageKind, decode, encode
+from fleetserve.errors import ContractError, KafkaUnavailable
+from fleetserve.kafka.clients import consumer, producer
+
+logger = logging.getLogger(__name__)
+
+# Control-plane writes must survive a broker loss and must not be duplicated by retries.
+PUBLISH_CONFIG: Mapping[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    # Java clients' partitioner, so producers in any language agree on a key's partition.
+    "partitioner": "murmur2_random",
+}
+
+
+def publish_record(
+    kafka: KafkaSettings, topic: str, record: Mapping[str, Any], timeout_s: float = 15.0
+) -> None:
+    """Append one record and wait until the cluster acknowledged it."""
+    failures: list[KafkaError] = []
+
+    def on_delivery(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            failures.append(error)
+
+    client = producer(kafka, PUBLISH_CONFIG)
+    client.produce(
+        topic,
+        key=record["bot_id"].encode(),
+        value=encode(MessageKind.DEPLOYMENT, record),
+        on_delivery=on_delivery,
+    )
+    pending = client.flush(timeout_s)
+    if failures or pending:
+        reason = failures[0].str() if failures else f"not acknowledged within {timeout_s:g}s"
+        raise KafkaUnavailable(
+            f"publishing the deployment of {record['bot_id']} to {topic} failed: {reason}"
+        )
+
+
+def read_deployments(
+    kafka: KafkaSettings, topic: str, timeout_s: float = 15.0, idle_s: float = 0.5
+) -> dict[str, dict[str, Any]]:
+    """The latest record per bot: the whole topic, read from the beginning.
+
+    Caught up means: at or past each partition's high watermark *and* nothing new for
+    ``idle_s``. The second condition covers brokers (Tansu) whose watermarks under-report
+    on compacted topics; on Apache Kafka it only adds ``idle_s``.
+    """
+    client = consumer(
+        kafka,
+        {
+            "group.id": f"fleetserve-deploy-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        },
+    )
+    try:
+        ends = _assign_from_beginning(client, topic, timeout_s)
+        return _drain(client, ends, timeout_s, idle_s)
+    finally:
+        client.close()
+
+
+def _assign_from_beginning(client: Consumer, topic: str, timeout_s: float) -> dict[int, int]:
+    metadata = client.list_topics(topic, timeout=timeout_s)
+    partitions = metadata.topics[topic].partitions if topic in metadata.topics else {}
+    if not partitions:
+        raise KafkaUnavailable(
+            f"deployments topic {topic} does not exist; run `fleetserve topics apply`"
+        )
+    ends: dict[int, int] = {}
+    for partition in partitions:
+        _low, high = client.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout_s
+        )
+        ends[partition] = high
+    client.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    return ends
+
+
+def _drain(
+    client: Consumer, ends: dict[int, int], timeout_s: float, idle_s: float
+) -> dict[str, dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = {}
+    positions = dict.fromkeys(ends, -1)
+    deadline = time.monotonic() + timeout_s
+    last_record = time.monotonic()
+    while time.monotonic() < deadline:
+        message = client.poll(0.1)
+        if message is None or message.error() is not None:
+            if _caught_up(positions, ends) and time.monotonic() - last_record >= idle_s:
+                return table
+            continue
+        last_record = time.monotonic()
+        positions[message.partition() or 0] = (message.offset() or 0) + 1
+        _apply(table, message)
+    raise KafkaUnavailable(f"reading the deployments topic did not finish within {timeout_s:g}s")
+
+
+def _caught_up(positions: Mapping[int, int], ends: Mapping[int, int]) -> bool:
+    return all(end == 0 or positions[p] >= end for p, end in ends.items())
+
+
+def _apply(table: dict[str, dict[str, Any]], message: Message) -> None:
+    key = (message.key() or b"").decode("utf-8", errors="replace")
+    value = message.value()
+    if value is None:
+        table.pop(key, None)  # a tombstone retires the bot
+        return
+    try:
+        table[key] = decode(MessageKind.DEPLOYMENT, value)
+    except ContractError as exc:
+        logger.warning(
+            "skipping an invalid deployment record for %s at %s[%s]@%s: %s",
+            key,
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            exc,
+        )

@@ -1,0 +1,62 @@
+"""Serving helpers: a dense-friendly onnxruntime session and text-in, probabilities-out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort  # type: ignore[import-untyped]
+
+from fleetserve.models.featurize import FeaturizerSpec, featurize_padded
+from fleetserve.models.graph import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
+from fleetserve.models.metadata import ModelMetadata, read_model_metadata
+
+__all__ = [
+    "InferenceSession",
+    "ModelMetadata",
+    "new_session",
+    "predict",
+    "read_model_metadata",
+    "session_options",
+]
+
+# onnxruntime ships no type information; this alias is the one place it enters the types.
+InferenceSession: TypeAlias = ort.InferenceSession
+
+
+def session_options() -> ort.SessionOptions:
+    """Options for thousands of small sessions in one process.
+
+    One thread and sequential execution: the worker parallelizes across bots, not inside a
+    30 us run, and a per-session pool would cost threads per model. The CPU arena and the
+    memory-pattern planner both keep buffers sized for the largest batch seen alive for the
+    session's lifetime; at 10,000 sessions that memory outweighs the few microseconds they
+    save (measured in benchmarks/clinc_bench.py: resident bytes per session).
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
+def new_session(model_bytes: bytes) -> InferenceSession:
+    return ort.InferenceSession(
+        model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
+    )
+
+
+def predict(
+    session: InferenceSession, spec: FeaturizerSpec, texts: Sequence[str]
+) -> npt.NDArray[np.float32]:
+    """[len(texts), classes] probabilities; featurized exactly as at build time."""
+    ids, weights = featurize_padded(spec, texts)
+    (probs,) = session.run([OUTPUT_PROBS], {INPUT_IDS: ids, INPUT_WEIGHTS: weights})
+    result: npt.NDArray[np.float32] = probs
+    return result

@@ -1,0 +1,57 @@
+"""What every artifact store offers; the local directory is one, an object store can be another.
+
+A snapshot is ``<bot>/<version>/`` holding ``model.onnx`` and ``manifest.json``. The version
+is derived from the model bytes, so the same model always lands at the same address and a
+published snapshot never changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+VERSION_HEX_CHARS = 16
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    bot_id: str
+    version: str
+    sha256: str
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def version_for(model_bytes: bytes) -> str:
+    """Content address of a model: a prefix of its sha256 (the manifest keeps the whole)."""
+    return sha256_hex(model_bytes)[:VERSION_HEX_CHARS]
+
+
+class ArtifactStore(Protocol):
+    def put_snapshot(
+        self, bot_id: str, model_bytes: bytes, manifest: Mapping[str, Any]
+    ) -> SnapshotRef: ...
+
+    def exists(self, bot_id: str, version: str) -> bool: ...
+
+    def read_manifest(self, bot_id: str, version: str) -> dict[str, Any]: ...
+
+    def read_model(self, bot_id: str, version: str) -> bytes:
+        """The model bytes, verified against the manifest's sha256."""
+        ...
+
+    def versions(self, bot_id: str) -> list[str]: ...
+
+    def bots(self) -> list[str]: ...
+
+    def record_build(self, bot_id: str, build_key: str, version: str) -> None:
+        """Remember that inputs+params ``build_key`` produced ``version`` (for resumable builds)."""
+        ...
+
+    def built_version(self, bot_id: str, build_key: str) -> str | None: ...
