@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -78,7 +77,7 @@ def build(
             sources,
             config,
             settings.store_dir,
-            workers=workers or os.cpu_count(),
+            workers=workers,
             on_result=advance,
         )
     summary = summarize(results, time.perf_counter() - started)

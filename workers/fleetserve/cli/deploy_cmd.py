@@ -106,9 +106,9 @@ def rollback(settings: Settings, bot_id: str, stage: str, actor: str) -> None:
 def deployments(settings: Settings, bot_id: str | None, as_json: bool) -> None:
     """Show what every bot (or one bot) serves on each stage."""
     table = control_plane(settings, "-").all_current()
-    records = [table[bot_id]] if bot_id in table else ([] if bot_id else list(table.values()))
-    if bot_id and not records:
+    if bot_id is not None and bot_id not in table:
         raise click.ClickException(f"{bot_id} has no deployment record")
+    records = [table[bot_id]] if bot_id is not None else list(table.values())
     if as_json:
         for record in records:
             click.echo(orjson.dumps(record).decode())

@@ -11,6 +11,8 @@ from typing import Any
 
 from fleetserve.config.masking import mask_properties
 
+DEFAULT_STORE_DIR = Path("artifacts")
+
 
 class Stage(enum.StrEnum):
     """Deployment stages a worker group serves, from least to most trusted."""
@@ -61,7 +63,7 @@ class Settings:
     topic_env: str = "local"
     topic_prefix: str = ""
     log_level: str = "INFO"
-    store_dir: Path = Path("artifacts")  # the local artifact store of model snapshots
+    store_dir: Path = DEFAULT_STORE_DIR  # the local artifact store of model snapshots
     source_file: Path | None = None
 
     def masked(self) -> dict[str, Any]:

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetserve.config.settings import KafkaSettings, Settings, Stage
+from fleetserve.config.settings import DEFAULT_STORE_DIR, KafkaSettings, Settings, Stage
 from fleetserve.errors import ConfigError
 
 ENV_PREFIX = "FLEETSERVE_"
 KAFKA_ENV_PREFIX = "FLEETSERVE_KAFKA_"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-DEFAULT_STORE = "artifacts"
 
 # Setting name -> environment variable.
 ENV_NAMES: Mapping[str, str] = {
@@ -37,7 +36,7 @@ ENV_NAMES: Mapping[str, str] = {
 }
 CONFIG_ENV = "FLEETSERVE_CONFIG"
 
-_FILE_TOP_KEYS = frozenset({"bootstrap", "stage", "group", "worker_id", "log_level", "store"})
+_FILE_TOP_KEYS = frozenset({"bootstrap", "stage", "group", "worker_id", "log_level"})
 _FILE_TOPIC_KEYS = {"file": "topic_file", "env": "topic_env", "prefix": "topic_prefix"}
 _GROUP_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
@@ -80,10 +79,10 @@ def load_file_layer(path: Path) -> Layer:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     layer = Layer(f"config file {path}")
     for key, value in data.items():
-        if key in _FILE_TOP_KEYS - {"store"}:
+        if key in _FILE_TOP_KEYS:
             layer.values[key] = value
-        elif key == "store" and isinstance(value, str):
-            layer.values[key] = path.parent / value
+        elif key == "store":
+            layer.values[key] = path.parent / str(value)  # relative to the file, like topics
         elif key == "kafka" and isinstance(value, dict):
             layer.kafka.update(_kafka_properties(value, layer.origin))
         elif key == "topics" and isinstance(value, dict):
@@ -168,7 +167,7 @@ def _validate(raw: Layer, file_path: Path | None) -> Settings:
         topic_env=str(values.get("topic_env", "local")),
         topic_prefix=_matching("topic_prefix", values.get("topic_prefix", ""), _PREFIX_RE),
         log_level=_log_level(values.get("log_level", "INFO")),
-        store_dir=Path(values.get("store") or DEFAULT_STORE),
+        store_dir=Path(values.get("store") or DEFAULT_STORE_DIR),
         source_file=file_path,
     )
 
