@@ -19,6 +19,11 @@ EXPECTED_COMMANDS = {
     "promote",
     "rollback",
     "deployments",
+    "worker",
+    "demo",
+    "ask",
+    "replies",
+    "shadow-report",
 }
 
 

@@ -28,7 +28,7 @@ KAFKA_SERVICES = ("kafka-1", "kafka-2", "kafka-3")
 
 # Services whose `fleetserve` command is not in the CLI yet. The xfail is strict, so the
 # test fails as soon as the command exists, and the entry must then be removed.
-PENDING_COMMANDS = {"worker": "fleetserve worker lands with issue 4 (serving)"}
+PENDING_COMMANDS: dict[str, str] = {}
 
 Service = dict[str, Any]
 

@@ -20,6 +20,7 @@ from fleetserve.contracts.schemas import (
     schema_filename,
     validator,
 )
+from fleetserve.deadletters.reasons import CONTRACT_REASONS
 from fleetserve.errors import ContractError, DeadLetterError
 
 # One segment per joinpath: on 3.11 a namespace package's MultiplexedPath takes no more.
@@ -471,8 +472,9 @@ def test_literal_types_match_the_schema_enums(
     assert literal_values(alias) == values
 
 
-def test_codec_reasons_are_dead_letter_reasons() -> None:
-    assert set(codec.REASONS) <= literal_values(messages.DeadLetterReason)
+def test_every_codec_reason_maps_to_a_dead_letter_reason() -> None:
+    assert set(CONTRACT_REASONS) == set(codec.REASONS)
+    assert set(CONTRACT_REASONS.values()) <= literal_values(messages.DeadLetterReason)
 
 
 def test_python_defaults_match_the_schema_defaults() -> None:

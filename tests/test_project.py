@@ -26,10 +26,10 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert "set -euo pipefail" in ci_lines, "CI must stop at the first failing step"
 
 
-def test_readme_main_command_installs_and_runs_up() -> None:
+def test_readme_main_command_installs_and_runs_the_demo() -> None:
     main_command = readme_commands()[0]
     assert "pip install -e ." in main_command
-    assert main_command.endswith("fleetserve up")
+    assert main_command.endswith("fleetserve demo")
 
 
 def test_every_subpackage_is_listed_for_packaging() -> None:

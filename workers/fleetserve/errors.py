@@ -8,17 +8,26 @@ Every failure is classified by what the caller must do about it::
     │   ├── TopicSpecError               the topic file is invalid; carries file, line and field
     │   ├── TopicDriftError              the cluster's topics differ from the topic file
     │   ├── TopicProvisionError          the cluster refused to create a declared topic
-    │   ├── ArtifactError                a snapshot is missing, incomplete or fails its sha256
+    │   ├── ArtifactError                a snapshot cannot be used (to a CLI: fatal)
+    │   │   ├── ArtifactMissing          no such snapshot, or its model file is gone
+    │   │   └── ArtifactCorrupt          the bytes fail their sha256 or are not a usable model
     │   ├── DeploymentRefused            deploy/promote/rollback would publish something unsafe
     │   └── BrokerError                  the embedded broker cannot be used
     │       ├── BrokerBinaryNotFound     the Tansu binary is missing; says how to install it
     │       └── BrokerStartError         the binary exited or never answered metadata
     ├── RetriableError                   transient; back off and try again
-    │   └── KafkaUnavailable             no answer from the bootstrap servers in bounded time
+    │   ├── KafkaUnavailable             no answer from the bootstrap servers in bounded time
+    │   └── ReplyTimeout                 (client/client.py) no reply or dead letter in time
     └── DeadLetterError                  one item can never succeed; set it aside with its reason
         ├── ContractError                a message breaks its contract (bad JSON, schema)
-        └── BotInputError                a bot definition cannot be built (empty, bad id, ...);
-                                         the fleet build reports it and goes on with the rest
+        ├── BotInputError                a bot definition cannot be built (empty, bad id, ...);
+        │                                the fleet build reports it and goes on with the rest
+        └── QueryFailed                  a worker cannot answer one query; ``reason`` is a
+                                         dead-letter code, ``phase`` where it failed
+
+A worker sees an ArtifactError for one bot as that bot's problem, not the process's: the
+model cache turns it into QueryFailed (``model_missing``, ``model_corrupt``) for the
+queries that needed the model, and the rest of the batch is answered.
 
 Each class carries a :class:`Disposition`; :func:`classify` maps any exception,
 including confluent-kafka's ``KafkaException``, onto one.
@@ -83,6 +92,14 @@ class ArtifactError(FatalError):
     """A snapshot in the artifact store is missing, incomplete or fails its sha256 check."""
 
 
+class ArtifactMissing(ArtifactError):
+    """No such snapshot in the store, or its model file is gone."""
+
+
+class ArtifactCorrupt(ArtifactError):
+    """The snapshot's bytes fail their sha256, or they are not a model fleetserve can run."""
+
+
 class DeploymentRefused(FatalError):
     """A deploy, promote or rollback was refused: unknown version, sha256 mismatch, no history."""
 
@@ -128,6 +145,14 @@ class ContractError(DeadLetterError):
 
 class BotInputError(DeadLetterError):
     """A bot's definition cannot be built; ``reason`` is a stable code for the build report."""
+
+
+class QueryFailed(DeadLetterError):
+    """One query cannot be answered; ``reason`` is its dead-letter code, ``phase`` the step."""
+
+    def __init__(self, reason: str, message: str, *, phase: str) -> None:
+        super().__init__(reason, message)
+        self.phase = phase
 
 
 def classify(exc: BaseException) -> Disposition:

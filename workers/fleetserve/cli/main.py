@@ -10,15 +10,20 @@ from typing import Any
 import click
 
 from fleetserve import __version__
+from fleetserve.cli.ask_cmd import ask
 from fleetserve.cli.bots_cmd import bots
 from fleetserve.cli.broker_cmd import broker
 from fleetserve.cli.build_cmd import build
 from fleetserve.cli.config_cmd import config
+from fleetserve.cli.demo_cmd import demo
 from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
 from fleetserve.cli.exit_codes import exit_code_for
+from fleetserve.cli.replies_cmd import replies
+from fleetserve.cli.shadow_cmd import shadow_report_command
 from fleetserve.cli.topics_cmd import topics
 from fleetserve.cli.up_cmd import up
 from fleetserve.cli.validate_cmd import validate
+from fleetserve.cli.worker_cmd import worker
 from fleetserve.config import Stage, build_settings
 from fleetserve.errors import FleetserveError
 
@@ -53,6 +58,11 @@ class FleetserveGroup(click.Group):
     help="Deployment stage this process serves (env FLEETSERVE_STAGE).",
 )
 @click.option("--group", help="Consumer group id (env FLEETSERVE_GROUP).")
+@click.option(
+    "--worker-id",
+    help="This process's id in its group; keep it stable across restarts "
+    "(env FLEETSERVE_WORKER_ID; default host-pid).",
+)
 @click.option(
     "--topic-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -106,6 +116,7 @@ def configure_logging(level: str) -> None:
 
 
 cli.add_command(up)
+cli.add_command(demo)
 cli.add_command(broker)
 cli.add_command(topics)
 cli.add_command(bots)
@@ -116,3 +127,7 @@ cli.add_command(rollback)
 cli.add_command(deployments)
 cli.add_command(config)
 cli.add_command(validate)
+cli.add_command(ask)
+cli.add_command(replies)
+cli.add_command(shadow_report_command)
+cli.add_command(worker)

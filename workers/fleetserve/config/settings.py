@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from fleetserve.config.masking import mask_properties
+from fleetserve.config.serving import ServingSettings
 
 DEFAULT_STORE_DIR = Path("artifacts")
 
@@ -65,6 +67,7 @@ class Settings:
     log_level: str = "INFO"
     store_dir: Path = DEFAULT_STORE_DIR  # the local artifact store of model snapshots
     source_file: Path | None = None
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
     def masked(self) -> dict[str, Any]:
         """A printable view with secrets hidden."""
@@ -79,6 +82,7 @@ class Settings:
             "log_level": self.log_level,
             "store_dir": str(self.store_dir),
             "source_file": str(self.source_file) if self.source_file else None,
+            "serving": dataclasses.asdict(self.serving),
         }
 
     def __repr__(self) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetserve.config.serving import ServingSettings, serving_settings
 from fleetserve.config.settings import DEFAULT_STORE_DIR, KafkaSettings, Settings, Stage
 from fleetserve.errors import ConfigError
 
@@ -33,7 +34,13 @@ ENV_NAMES: Mapping[str, str] = {
     "topic_prefix": "FLEETSERVE_TOPIC_PREFIX",
     "log_level": "FLEETSERVE_LOG_LEVEL",
     "store": "FLEETSERVE_STORE",
+    "model_memory": "FLEETSERVE_MODEL_MEMORY",
+    "max_models": "FLEETSERVE_MAX_MODELS",
+    "replies_topic": "FLEETSERVE_REPLIES_TOPIC",
+    "ops_port": "FLEETSERVE_OPS_PORT",
+    "delivery": "FLEETSERVE_DELIVERY",
 }
+_SERVING_INTS = ("max_models", "ops_port")
 CONFIG_ENV = "FLEETSERVE_CONFIG"
 
 _FILE_TOP_KEYS = frozenset({"bootstrap", "stage", "group", "worker_id", "log_level"})
@@ -169,7 +176,20 @@ def _validate(raw: Layer, file_path: Path | None) -> Settings:
         log_level=_log_level(values.get("log_level", "INFO")),
         store_dir=Path(values.get("store") or DEFAULT_STORE_DIR),
         source_file=file_path,
+        serving=_serving(values),
     )
+
+
+def _serving(values: Mapping[str, Any]) -> ServingSettings:
+    """The serving values that came from env (the worker's own flags apply later)."""
+    raw = {key: values.get(key) for key in ("model_memory", "replies_topic", "delivery")}
+    for key in _SERVING_INTS:
+        text = values.get(key)
+        try:
+            raw[key] = None if text is None else int(text)
+        except ValueError:
+            raise ConfigError(f"{key}: {text!r} is not a whole number") from None
+    return serving_settings(raw)
 
 
 def validate_bootstrap(bootstrap: str) -> str:

@@ -7,19 +7,19 @@ from typing import Final, Literal, NotRequired, TypedDict
 Stage = Literal["dev", "beta", "real"]
 Quantization = Literal["int8", "fp32"]
 DeploymentAction = Literal["deploy", "promote", "rollback"]
-Phase = Literal["decode", "validate", "expire", "load", "infer", "produce", "replay"]
+Phase = Literal["decode", "route", "load", "infer", "publish"]
 DeadLetterReason = Literal[
-    "invalid_json",
-    "schema_violation",
-    "unsupported_version",
+    "decode",
+    "schema",
+    "too_large",
     "unknown_bot",
     "no_deployment",
+    "model_missing",
+    "model_corrupt",
     "model_load_failed",
-    "integrity_mismatch",
-    "inference_failed",
-    "deadline_expired",
+    "inference_error",
+    "deadline_exceeded",
     "retries_exhausted",
-    "replay_loop",
 ]
 
 DEFAULT_STAGE: Final[Stage] = "real"

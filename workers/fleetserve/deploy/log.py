@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -30,6 +30,13 @@ def publish_record(
     kafka: KafkaSettings, topic: str, record: Mapping[str, Any], timeout_s: float = 15.0
 ) -> None:
     """Append one record and wait until the cluster acknowledged it."""
+    publish_records(kafka, topic, [record], timeout_s)
+
+
+def publish_records(
+    kafka: KafkaSettings, topic: str, records: Sequence[Mapping[str, Any]], timeout_s: float = 15.0
+) -> None:
+    """Append records with one producer and wait until the cluster acknowledged them all."""
     failures: list[KafkaError] = []
 
     def on_delivery(error: KafkaError | None, _message: Message) -> None:
@@ -37,18 +44,18 @@ def publish_record(
             failures.append(error)
 
     client = producer(kafka, PUBLISH_CONFIG)
-    client.produce(
-        topic,
-        key=record["bot_id"].encode(),
-        value=encode(MessageKind.DEPLOYMENT, record),
-        on_delivery=on_delivery,
-    )
+    for record in records:
+        client.produce(
+            topic,
+            key=record["bot_id"].encode(),
+            value=encode(MessageKind.DEPLOYMENT, record),
+            on_delivery=on_delivery,
+        )
     pending = client.flush(timeout_s)
     if failures or pending:
         reason = failures[0].str() if failures else f"not acknowledged within {timeout_s:g}s"
-        raise KafkaUnavailable(
-            f"publishing the deployment of {record['bot_id']} to {topic} failed: {reason}"
-        )
+        bots = ", ".join(r["bot_id"] for r in records[:5])
+        raise KafkaUnavailable(f"publishing the deployments of {bots} to {topic} failed: {reason}")
 
 
 def read_deployments(
@@ -56,9 +63,8 @@ def read_deployments(
 ) -> dict[str, dict[str, Any]]:
     """The latest record per bot: the whole topic, read from the beginning.
 
-    Caught up means: at or past each partition's high watermark *and* nothing new for
-    ``idle_s``. The second condition covers brokers (Tansu) whose watermarks under-report
-    on compacted topics; on Apache Kafka it only adds ``idle_s``.
+    Reading stops once caught up (see :class:`CatchUp`): past the high watermarks
+    *and* nothing new for ``idle_s``.
     """
     client = consumer(
         kafka,
@@ -69,13 +75,17 @@ def read_deployments(
         },
     )
     try:
-        ends = _assign_from_beginning(client, topic, timeout_s)
-        return _drain(client, ends, timeout_s, idle_s)
+        ends = assign_from_beginning(client, topic, timeout_s)
+        return _drain(client, CatchUp(ends, idle_s), timeout_s)
     finally:
         client.close()
 
 
-def _assign_from_beginning(client: Consumer, topic: str, timeout_s: float) -> dict[int, int]:
+def assign_from_beginning(client: Consumer, topic: str, timeout_s: float) -> dict[int, int]:
+    """Assign every partition of ``topic`` from offset 0; each partition's high watermark now.
+
+    Raises KafkaUnavailable when the topic does not exist (the message says how to fix it).
+    """
     metadata = client.list_topics(topic, timeout=timeout_s)
     partitions = metadata.topics[topic].partitions if topic in metadata.topics else {}
     if not partitions:
@@ -92,27 +102,45 @@ def _assign_from_beginning(client: Consumer, topic: str, timeout_s: float) -> di
     return ends
 
 
-def _drain(
-    client: Consumer, ends: dict[int, int], timeout_s: float, idle_s: float
-) -> dict[str, dict[str, Any]]:
+class CatchUp:
+    """Whether a reader from the beginning has caught up with the topic.
+
+    Caught up means: at or past each partition's high watermark observed at assignment
+    *and* no record for ``idle_s``. The second condition covers brokers (Tansu) whose
+    watermarks under-report on compacted topics; on Apache Kafka it only adds ``idle_s``.
+    Times are ``time.monotonic()`` seconds passed in by the caller.
+    """
+
+    def __init__(self, ends: Mapping[int, int], idle_s: float, now: float | None = None) -> None:
+        self.ends = dict(ends)
+        self.idle_s = idle_s
+        self._positions = dict.fromkeys(self.ends, -1)
+        self._last_record = time.monotonic() if now is None else now
+
+    def observe(self, partition: int, offset: int, now: float) -> None:
+        """A record at ``offset`` of ``partition`` was read at ``now``."""
+        self._positions[partition] = max(self._positions.get(partition, -1), offset + 1)
+        self._last_record = now
+
+    def done(self, now: float) -> bool:
+        return self.reached_ends() and now - self._last_record >= self.idle_s
+
+    def reached_ends(self) -> bool:
+        return all(end == 0 or self._positions[p] >= end for p, end in self.ends.items())
+
+
+def _drain(client: Consumer, catch_up: CatchUp, timeout_s: float) -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
-    positions = dict.fromkeys(ends, -1)
     deadline = time.monotonic() + timeout_s
-    last_record = time.monotonic()
     while time.monotonic() < deadline:
         message = client.poll(0.1)
         if message is None or message.error() is not None:
-            if _caught_up(positions, ends) and time.monotonic() - last_record >= idle_s:
+            if catch_up.done(time.monotonic()):
                 return table
             continue
-        last_record = time.monotonic()
-        positions[message.partition() or 0] = (message.offset() or 0) + 1
+        catch_up.observe(message.partition() or 0, message.offset() or 0, time.monotonic())
         _apply(table, message)
     raise KafkaUnavailable(f"reading the deployments topic did not finish within {timeout_s:g}s")
-
-
-def _caught_up(positions: Mapping[int, int], ends: Mapping[int, int]) -> bool:
-    return all(end == 0 or positions[p] >= end for p, end in ends.items())
 
 
 def _apply(table: dict[str, dict[str, Any]], message: Message) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from fleetserve.errors import ArtifactError
+from fleetserve.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing
 from fleetserve.store.base import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -80,9 +80,9 @@ class LocalDirectoryStore:
         try:
             manifest: dict[str, Any] = orjson.loads(path.read_bytes())
         except FileNotFoundError:
-            raise ArtifactError(f"no snapshot {bot_id}/{version} in {self.root}") from None
+            raise ArtifactMissing(f"no snapshot {bot_id}/{version} in {self.root}") from None
         except orjson.JSONDecodeError as exc:
-            raise ArtifactError(f"manifest of {bot_id}/{version} is corrupt: {exc}") from None
+            raise ArtifactCorrupt(f"manifest of {bot_id}/{version} is corrupt: {exc}") from None
         return manifest
 
     def read_model(self, bot_id: str, version: str) -> bytes:
@@ -91,11 +91,11 @@ class LocalDirectoryStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ArtifactError(f"snapshot {bot_id}/{version} has no {MODEL_FILE}") from None
+            raise ArtifactMissing(f"snapshot {bot_id}/{version} has no {MODEL_FILE}") from None
         expected = manifest.get("model", {}).get("sha256")
         actual = sha256_hex(data)
         if actual != expected:
-            raise ArtifactError(
+            raise ArtifactCorrupt(
                 f"snapshot {bot_id}/{version}: {MODEL_FILE} has sha256 {actual}, "
                 f"its manifest says {expected}; the file was changed after publishing"
             )

@@ -1,0 +1,340 @@
+"""The cache's miss path with real snapshots: checks, reason codes, the guard, footprints."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import BotFactory, BuiltBots
+from fleetserve.cache import SnapshotLoader
+from fleetserve.cache.footprint import (
+    MIN_SAMPLES,
+    PYTHON_BYTES,
+    FootprintMeter,
+    prior_estimate,
+)
+from fleetserve.cache.heap import glibc_heap_probe
+from fleetserve.cache.onnx_guard import NotOnnx, RefusedModel, check_model_bytes
+from fleetserve.errors import QueryFailed
+from fleetserve.models.graph import with_metadata, without_metadata
+from fleetserve.models.metadata import KEY_FORMAT, KEY_LABELS, metadata_props
+from fleetserve.models.runtime import predict
+from fleetserve.routing import Route
+from fleetserve.store import LocalDirectoryStore
+from fleetserve.store.base import MODEL_FILE
+
+
+@pytest.fixture(scope="module")
+def built(bot_factory: BotFactory) -> BuiltBots:
+    return bot_factory(n=2, seed=3)
+
+
+@pytest.fixture
+def real_bytes(built: BuiltBots) -> bytes:
+    bot = built.bot_ids[0]
+    return built.store.read_model(bot, built.versions[bot])
+
+
+def publish(store: LocalDirectoryStore, data: bytes, quantization: Any = "int8") -> Route:
+    """A snapshot whose manifest matches ``data``, deployed as ``doctored``'s route."""
+    ref = store.put_snapshot("doctored", data, {"model": {"quantization": quantization}})
+    return Route("doctored", "real", ref.version, ref.sha256)
+
+
+def failure(loader: SnapshotLoader, route: Route) -> QueryFailed:
+    with pytest.raises(QueryFailed) as caught:
+        loader(route)
+    assert caught.value.phase == "load"
+    assert route.bot_id in str(caught.value)
+    assert route.model_version in str(caught.value)
+    return caught.value
+
+
+def edit(data: bytes, change: Callable[[onnx.ModelProto], None]) -> bytes:
+    model = onnx.load_from_string(data)
+    change(model)
+    edited: bytes = model.SerializeToString()
+    return edited
+
+
+# -- the happy path ------------------------------------------------------------------------
+
+
+def test_loads_a_ready_model_with_its_manifest_facts(built: BuiltBots) -> None:
+    bot = built.bot_ids[0]
+    route = built.route(bot)
+    manifest = built.store.read_manifest(bot, route.model_version)
+
+    model = SnapshotLoader(built.store)(route)
+
+    assert model.route == route
+    assert model.quantization == manifest["model"]["quantization"]
+    assert model.quantization in ("int8", "fp32")
+    assert model.metadata.labels == tuple(manifest["labels"])
+    assert model.metadata.fallback_threshold == manifest["fallback_threshold"]
+    # A small int8 model costs a few hundred KB resident (see cache/footprint.py).
+    assert 50_000 < model.footprint_bytes < 4_000_000
+    assert 0 < model.load_seconds < 5
+    probs = predict(model.session, model.metadata.featurizer, ["hello there", "what is it"])
+    assert probs.shape == (2, len(model.metadata.labels))
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+# -- reason codes --------------------------------------------------------------------------
+
+
+def test_missing_version_is_model_missing(built: BuiltBots) -> None:
+    bot = built.bot_ids[0]
+    route = Route(bot, "real", "0123456789abcdef", "ab" * 32)
+    assert failure(SnapshotLoader(built.store), route).reason == "model_missing"
+
+
+def test_missing_model_file_is_model_missing(built: BuiltBots, tmp_path: Path) -> None:
+    store = LocalDirectoryStore(tmp_path)
+    bot = built.bot_ids[0]
+    route = publish(store, built.store.read_model(bot, built.versions[bot]))
+    (store.snapshot_dir(route.bot_id, route.model_version) / MODEL_FILE).unlink()
+    assert failure(SnapshotLoader(store), route).reason == "model_missing"
+
+
+def test_deployment_sha256_differs_from_manifest_is_model_corrupt(built: BuiltBots) -> None:
+    bot = built.bot_ids[0]
+    honest = built.route(bot)
+    route = Route(bot, "real", honest.model_version, "0" * 64)
+    error = failure(SnapshotLoader(built.store), route)
+    assert error.reason == "model_corrupt"
+    assert honest.sha256 in str(error), "the message names both hashes"
+    assert "0" * 64 in str(error)
+
+
+def test_flipped_bytes_in_model_file_is_model_corrupt(real_bytes: bytes, tmp_path: Path) -> None:
+    store = LocalDirectoryStore(tmp_path)
+    route = publish(store, real_bytes)
+    path = store.snapshot_dir(route.bot_id, route.model_version) / MODEL_FILE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    error = failure(SnapshotLoader(store), route)
+    assert error.reason == "model_corrupt"
+    assert "sha256" in str(error)
+
+
+def test_non_onnx_bytes_matching_their_manifest_are_model_corrupt(tmp_path: Path) -> None:
+    # Decision: the bytes are what was published, but they are not a model at all, which
+    # errors.ArtifactCorrupt already covers ("not a model fleetserve can run").
+    store = LocalDirectoryStore(tmp_path)
+    route = publish(store, b"PK\x03\x04 this is a zip file, not an ONNX model" * 50)
+    error = failure(SnapshotLoader(store), route)
+    assert error.reason == "model_corrupt"
+    assert "not an ONNX model" in str(error)
+
+
+def test_manifest_without_known_quantization_is_model_corrupt(
+    real_bytes: bytes, tmp_path: Path
+) -> None:
+    route = publish(LocalDirectoryStore(tmp_path), real_bytes, quantization="int4")
+    error = failure(SnapshotLoader(LocalDirectoryStore(tmp_path)), route)
+    assert error.reason == "model_corrupt"
+    assert "int4" in str(error)
+
+
+def test_model_without_fleetserve_metadata_is_model_corrupt(
+    real_bytes: bytes, tmp_path: Path
+) -> None:
+    route = publish(LocalDirectoryStore(tmp_path), without_metadata(real_bytes, {KEY_FORMAT}))
+    error = failure(SnapshotLoader(LocalDirectoryStore(tmp_path)), route)
+    assert error.reason == "model_corrupt"
+    assert "metadata" in str(error)
+
+
+def test_labels_that_do_not_match_the_output_are_model_corrupt(
+    real_bytes: bytes, tmp_path: Path
+) -> None:
+    labels = json.loads(metadata_props(real_bytes)[KEY_LABELS])
+    doctored = with_metadata(real_bytes, {KEY_LABELS: json.dumps([*labels, "one_too_many"])})
+    route = publish(LocalDirectoryStore(tmp_path), doctored)
+    error = failure(SnapshotLoader(LocalDirectoryStore(tmp_path)), route)
+    assert error.reason == "model_corrupt"
+    assert f"scores {len(labels)} classes" in str(error)
+
+
+def test_onnxruntime_does_not_keep_the_model_bytes_alive(built: BuiltBots) -> None:
+    # InferenceSession(bytes) holds the bytes for its life: a third of a session's memory.
+    model = SnapshotLoader(built.store)(built.route(built.bot_ids[0]))
+    assert getattr(model.session, "_model_bytes", None) is None
+
+
+def test_foreign_operator_domain_is_refused_as_model_load_failed(
+    real_bytes: bytes, tmp_path: Path
+) -> None:
+    def add_custom_op(model: onnx.ModelProto) -> None:
+        model.opset_import.add(domain="com.example.custom", version=1)
+        model.graph.node.append(
+            helper.make_node("Exfiltrate", ["ids"], ["leak"], domain="com.example.custom")
+        )
+
+    route = publish(LocalDirectoryStore(tmp_path), edit(real_bytes, add_custom_op))
+    error = failure(SnapshotLoader(LocalDirectoryStore(tmp_path)), route)
+    assert error.reason == "model_load_failed"
+    assert "com.example.custom" in str(error)
+    assert "custom-op" in str(error)
+
+
+def test_external_tensor_data_is_refused(real_bytes: bytes, tmp_path: Path) -> None:
+    def point_outside(model: onnx.ModelProto) -> None:
+        tensor = model.graph.initializer[0]
+        tensor.ClearField("raw_data")
+        tensor.data_location = TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value="/etc/passwd")
+
+    route = publish(LocalDirectoryStore(tmp_path), edit(real_bytes, point_outside))
+    error = failure(SnapshotLoader(LocalDirectoryStore(tmp_path)), route)
+    assert error.reason == "model_load_failed"
+    assert "external data" in str(error)
+
+
+def test_model_onnxruntime_cannot_run_is_model_load_failed(
+    real_bytes: bytes, tmp_path: Path
+) -> None:
+    def unknown_op(model: onnx.ModelProto) -> None:
+        model.graph.node.append(helper.make_node("NoSuchOperator", ["ids"], ["nothing"]))
+
+    route = publish(LocalDirectoryStore(tmp_path), edit(real_bytes, unknown_op))
+    error = failure(SnapshotLoader(LocalDirectoryStore(tmp_path)), route)
+    assert error.reason == "model_load_failed"
+    assert "onnxruntime refused" in str(error)
+
+
+def test_an_unreadable_store_is_model_load_failed(built: BuiltBots) -> None:
+    class BrokenStore(LocalDirectoryStore):
+        def read_manifest(self, bot_id: str, version: str) -> dict[str, Any]:
+            raise PermissionError(13, f"Permission denied: {bot_id}/{version}")
+
+    route = built.route(built.bot_ids[0])
+    error = failure(SnapshotLoader(BrokenStore(built.store_dir)), route)
+    assert error.reason == "model_load_failed"
+    assert "Permission denied" in str(error)
+
+
+# -- the guard -----------------------------------------------------------------------------
+
+
+def test_guard_accepts_every_real_snapshot(built: BuiltBots) -> None:
+    for bot in built.bot_ids:
+        check_model_bytes(built.store.read_model(bot, built.versions[bot]))
+
+
+def test_guard_sees_domains_inside_subgraphs(real_bytes: bytes) -> None:
+    def hide_in_if(model: onnx.ModelProto) -> None:
+        inner = helper.make_graph(
+            [helper.make_node("Steal", [], ["y"], domain="evil")],
+            "then",
+            [],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        )
+        model.graph.node.append(
+            helper.make_node("If", ["cond"], ["out"], then_branch=inner, else_branch=inner)
+        )
+
+    with pytest.raises(RefusedModel, match="'evil'"):
+        check_model_bytes(edit(real_bytes, hide_in_if))
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00" * 64, b"hello world"])
+def test_guard_calls_non_models_not_onnx(data: bytes) -> None:
+    with pytest.raises(NotOnnx):
+        check_model_bytes(data)
+
+
+# -- footprints ----------------------------------------------------------------------------
+
+
+class FakeHeap:
+    def __init__(self) -> None:
+        self.used = 10_000_000
+
+    def __call__(self) -> int:
+        return self.used
+
+
+def test_a_lone_measurement_is_the_heap_growth_and_calibrates() -> None:
+    heap = FakeHeap()
+    meter = FootprintMeter(heap)
+
+    def build() -> str:
+        heap.used += 300_000
+        return "session"
+
+    result, footprint = meter.measure(134_000, build)
+    assert result == "session"
+    assert footprint.measured
+    assert footprint.bytes == 300_000 + PYTHON_BYTES
+    assert meter.scale == 1.0, "one sample (maybe the process's first session) is not enough"
+    for _ in range(MIN_SAMPLES):
+        meter.measure(134_000, build)
+    assert meter.scale == pytest.approx(300_000 / prior_estimate(134_000))
+    assert meter.estimate(134_000) == pytest.approx(300_000 + PYTHON_BYTES, abs=1)
+
+
+def test_a_wild_measurement_is_clamped_to_the_estimate() -> None:
+    heap = FakeHeap()
+    meter = FootprintMeter(heap)
+
+    def build_freeing_memory() -> None:
+        heap.used -= 5_000_000  # another thread freed a large buffer meanwhile
+
+    _, footprint = meter.measure(134_000, build_freeing_memory)
+    assert footprint.measured
+    assert footprint.bytes == int(0.5 * prior_estimate(134_000)) + PYTHON_BYTES
+
+
+def test_overlapping_measurements_fall_back_to_the_estimate() -> None:
+    heap = FakeHeap()
+    meter = FootprintMeter(heap)
+    inside = threading.Barrier(2, timeout=10)
+    footprints = []
+
+    def build() -> None:
+        heap.used += 300_000
+        inside.wait()  # both builds are in flight at once
+
+    def load() -> None:
+        footprints.append(meter.measure(134_000, build)[1])
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(footprints) == 2
+    assert not any(f.measured for f in footprints)
+    assert {f.bytes for f in footprints} == {meter.estimate(134_000)}
+
+
+def test_without_a_heap_probe_the_estimate_is_used() -> None:
+    meter = FootprintMeter(use_glibc=False)
+    _, footprint = meter.measure(528_000, lambda: None)
+    assert not footprint.measured
+    assert footprint.bytes == int(prior_estimate(528_000)) + PYTHON_BYTES
+
+
+@pytest.mark.skipif(glibc_heap_probe() is None, reason="needs glibc's mallinfo2")
+def test_real_sessions_are_measured_near_the_calibrated_estimate(built: BuiltBots) -> None:
+    meter = FootprintMeter()
+    loader = SnapshotLoader(built.store, meter=meter)
+    models = [loader(built.route(bot)) for bot in built.bot_ids for _ in range(3)]
+    for model in models:
+        size = built.store.read_manifest(model.route.bot_id, model.route.model_version)["model"][
+            "size_bytes"
+        ]
+        estimate = prior_estimate(size)
+        assert 0.5 * estimate <= model.footprint_bytes - PYTHON_BYTES <= 2 * estimate
+    assert 0.5 < meter.scale < 2

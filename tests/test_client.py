@@ -1,0 +1,368 @@
+"""The Python client and `fleetserve ask`: queries out, each request's own answer back.
+
+The worker is not part of these tests: a small responder thread stands in for it, reading
+queries and writing schema-valid replies and dead letters in Kafka transactions, as the
+worker does. Bot ``ghost`` is dead-lettered, bot ``silent`` never answered, and every
+answer is preceded by a reply to someone else's request that the client must ignore.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
+
+from fleetserve.cli.main import cli
+from fleetserve.client import FleetClient, Outcome, ReplyTimeout, make_query
+from fleetserve.config import KafkaSettings
+from fleetserve.contracts import MessageKind, encode
+from fleetserve.errors import ContractError, RetriableError
+from fleetserve.kafka.clients import consumer, producer
+
+NOW_MS = 1_800_000_000_000
+SHA = "c" * 64
+
+
+# -- make_query: pure -------------------------------------------------------------------------
+
+
+def test_make_query_fills_the_required_fields_and_omits_unset_ones() -> None:
+    query = make_query("bank", "block my card", now_ms=NOW_MS)
+    assert query == {
+        "version": 1,
+        "request_id": query["request_id"],
+        "bot_id": "bank",
+        "text": "block my card",
+        "sent_at_ms": NOW_MS,
+    }
+    assert len(query["request_id"]) == 32
+    int(query["request_id"], 16)  # a uuid4 in hex
+    assert make_query("bank", "hi")["request_id"] != query["request_id"]
+
+
+def test_make_query_passes_optional_fields_through() -> None:
+    query = make_query(
+        "bank", "hi", request_id="r-1", stage="beta", ttl_ms=500, top_k=3, now_ms=NOW_MS
+    )
+    assert query["request_id"] == "r-1"
+    assert (query["stage"], query["ttl_ms"], query["top_k"]) == ("beta", 500, 3)
+    deadline = make_query("bank", "hi", deadline_ms=NOW_MS + 1000, now_ms=NOW_MS)
+    assert deadline["deadline_ms"] == NOW_MS + 1000
+    assert "ttl_ms" not in deadline
+
+
+def test_make_query_uses_the_wall_clock_by_default() -> None:
+    before = time.time_ns() // 1_000_000
+    sent = make_query("bank", "hi")["sent_at_ms"]
+    assert before <= sent <= time.time_ns() // 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"bot_id": "Bank!"}, "bot_id"),
+        ({"text": ""}, "text"),
+        ({"stage": "prod"}, "stage"),
+        ({"ttl_ms": 0}, "ttl_ms"),
+        ({"top_k": 21}, "top_k"),
+        ({"ttl_ms": 10, "deadline_ms": NOW_MS + 10}, "deadline_ms"),
+        ({"now_ms": 1_800_000_000}, "sent_at_ms"),  # seconds by mistake
+    ],
+)
+def test_make_query_rejects_what_the_contract_rejects(fields: dict[str, Any], field: str) -> None:
+    arguments: dict[str, Any] = {"bot_id": "bank", "text": "hi", **fields}
+    with pytest.raises(ContractError, match=field) as caught:
+        make_query(arguments.pop("bot_id"), arguments.pop("text"), **arguments)
+    assert caught.value.reason == "schema_violation"
+
+
+# -- the client without a broker ----------------------------------------------------------------
+
+
+def test_constructor_does_no_io_and_sending_needs_start() -> None:
+    client = FleetClient(
+        KafkaSettings("127.0.0.1:1"),
+        queries_topic="q",
+        replies_topic="r",
+        dead_letters_topic="d",
+    )
+    with pytest.raises(RuntimeError, match="start"):
+        client.send("bank", "hi")
+    client.close()  # closing an unstarted client is harmless
+
+
+def test_outcome_accessors_follow_the_kind() -> None:
+    reply = Outcome("r-1", "reply", {"intent": "greet"}, 1.5)
+    dead = Outcome("r-2", "dead_letter", {"reason": "whatever_new_code"}, 2.0)
+    assert reply.reply is reply.record
+    assert reply.dead_letter is None
+    assert dead.dead_letter is dead.record
+    assert dead.reply is None
+    assert issubclass(ReplyTimeout, RetriableError)
+
+
+# -- against the real broker, with a stand-in worker ------------------------------------------
+
+
+def reply_record(query: dict[str, Any], source: Message, *, intent: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "request_id": query["request_id"],
+        "bot_id": query["bot_id"],
+        "stage": query.get("stage", "real"),
+        "model": {"version": "v1", "sha256": SHA, "quantization": "int8"},
+        "intent": intent,
+        "confidence": 0.9,
+        "top_k": [{"intent": intent, "score": 0.9}, {"intent": "other", "score": 0.1}],
+        "fallback": False,
+        "text": query["text"],
+        "timings": {"queued_ms": 1.0, "inference_ms": 0.2, "total_ms": 1.5},
+        "worker": {"id": "responder", "group": "real"},
+        "source": {
+            "topic": source.topic() or "",
+            "partition": source.partition() or 0,
+            "offset": source.offset() or 0,
+        },
+        "produced_at_ms": time.time_ns() // 1_000_000,
+    }
+
+
+def dead_letter_record(query: dict[str, Any], source: Message) -> dict[str, Any]:
+    now = time.time_ns() // 1_000_000
+    return {
+        "version": 1,
+        "reason": "no_deployment",
+        "message": f"{query['bot_id']} has nothing deployed to real",
+        "error_type": "fleetserve.errors.QueryFailed",
+        "phase": "load",
+        "original": {
+            "value_b64": base64.b64encode(source.value() or b"").decode(),
+            "key_b64": base64.b64encode(source.key() or b"").decode(),
+            "headers": [],
+            "timestamp_ms": source.timestamp()[1],
+        },
+        "source": {
+            "topic": source.topic() or "",
+            "partition": source.partition() or 0,
+            "offset": source.offset() or 0,
+            "consumer_group": "real",
+        },
+        "bot_id": query["bot_id"],
+        "request_id": query["request_id"],
+        "model": None,
+        "deadline_ms": None,
+        "attempts": 1,
+        "worker": {"id": "responder", "group": "real"},
+        "first_failed_at_ms": now,
+        "dead_lettered_at_ms": now,
+    }
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+    queries: str
+    replies: str
+    dead_letters: str
+
+
+class Responder:
+    """Answers each polled batch in reverse order, inside one transaction per batch."""
+
+    def __init__(self, kafka: KafkaSettings, topics: Topics) -> None:
+        self.topics = topics
+        self.reader = consumer(kafka, {"group.id": f"responder-{uuid.uuid4().hex[:8]}"})
+        self.writer = producer(
+            kafka, {"transactional.id": f"responder-{uuid.uuid4().hex}", "linger.ms": 1}
+        )
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        metadata = self.reader.list_topics(self.topics.queries, timeout=10)
+        partitions = metadata.topics[self.topics.queries].partitions
+        self.reader.assign(
+            [TopicPartition(self.topics.queries, p, OFFSET_BEGINNING) for p in partitions]
+        )
+        self.writer.init_transactions(10)
+        while not self.stop.is_set():
+            batch = [m for m in self.reader.consume(100, 0.05) if m.error() is None]
+            if batch:
+                self.writer.begin_transaction()
+                for message in reversed(batch):
+                    self.answer(message)
+                self.writer.commit_transaction(10)
+
+    def answer(self, message: Message) -> None:
+        query = orjson.loads(message.value() or b"")
+        key = message.key()
+        if query["bot_id"] == "silent":
+            return
+        if query["bot_id"] == "ghost":
+            value = encode(MessageKind.DEAD_LETTER, dead_letter_record(query, message))
+            self.writer.produce(self.topics.dead_letters, key=key, value=value)
+            return
+        foreign = {**query, "request_id": uuid.uuid4().hex}
+        for each, intent in ((foreign, "not-yours"), (query, f"echo:{query['text']}")):
+            value = encode(MessageKind.REPLY, reply_record(each, message, intent=intent))
+            self.writer.produce(self.topics.replies, key=key, value=value)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.reader.close()
+
+
+@pytest.fixture
+def topics(topic_factory: Callable[..., str]) -> Topics:
+    """The declared queries, replies and dead-letters topics under a fresh prefix."""
+    prefix = f"client-{uuid.uuid4().hex[:8]}."
+    return Topics(
+        prefix,
+        *(
+            topic_factory(name=f"{prefix}{name}", partitions=3)
+            for name in ("fleetserve.queries", "fleetserve.replies", "fleetserve.dead-letters")
+        ),
+    )
+
+
+@pytest.fixture
+def responder(kafka_settings: KafkaSettings, topics: Topics) -> Iterator[Responder]:
+    worker = Responder(kafka_settings, topics)
+    worker.thread.start()
+    yield worker
+    worker.close()
+
+
+@pytest.fixture
+def client(kafka_settings: KafkaSettings, topics: Topics) -> Iterator[FleetClient]:
+    with FleetClient(
+        kafka_settings,
+        queries_topic=topics.queries,
+        replies_topic=topics.replies,
+        dead_letters_topic=topics.dead_letters,
+    ) as started:
+        yield started
+
+
+@pytest.mark.kafka
+@pytest.mark.usefixtures("responder")
+def test_concurrent_asks_each_get_their_own_reply(client: FleetClient) -> None:
+    questions = [(f"bot-{i % 3}", f"question {i}") for i in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(lambda q: client.ask(q[0], q[1], 15, top_k=2), questions))
+    for (bot_id, text), outcome in zip(questions, outcomes, strict=True):
+        assert outcome.kind == "reply"
+        reply = outcome.reply
+        assert reply is not None
+        assert reply["request_id"] == outcome.request_id
+        assert (reply["bot_id"], reply["intent"]) == (bot_id, f"echo:{text}")
+        assert outcome.latency_ms > 0
+    assert len({outcome.request_id for outcome in outcomes}) == len(questions)
+
+
+@pytest.mark.kafka
+@pytest.mark.usefixtures("responder")
+def test_dead_letter_and_timeout_outcomes(client: FleetClient) -> None:
+    dead = client.ask("ghost", "anyone there?", timeout_s=15)
+    assert dead.kind == "dead_letter"
+    assert dead.reply is None
+    assert dead.dead_letter is not None
+    assert dead.dead_letter["reason"] == "no_deployment"
+    assert dead.dead_letter["request_id"] == dead.request_id
+
+    started = time.monotonic()
+    with pytest.raises(ReplyTimeout) as caught:
+        client.ask("silent", "hello?", timeout_s=0.5)
+    assert 0.5 <= time.monotonic() - started < 3
+    assert caught.value.request_id in str(caught.value)
+
+    results = client.ask_many([("bot-1", "a"), ("silent", "b"), ("ghost", "c")], timeout_s=1.5)
+    answered, timed_out, dead_lettered = results
+    assert isinstance(answered, Outcome)
+    assert answered.kind == "reply"
+    assert isinstance(timed_out, ReplyTimeout)
+    assert isinstance(dead_lettered, Outcome)
+    assert dead_lettered.kind == "dead_letter"
+
+
+@pytest.mark.kafka
+def test_client_listens_from_the_end_at_start(
+    kafka_settings: KafkaSettings, topics: Topics, producer_factory: Callable[..., Producer]
+) -> None:
+    """An old answer with the same request id is not taken; one written after send() is."""
+    raw = producer_factory()
+    query = make_query("silent", "hi", request_id="reused-id")
+    stand_in = Message(topics.queries, 0, 0, key=b"silent", value=orjson.dumps(query))
+    stale = encode(MessageKind.REPLY, reply_record(query, stand_in, intent="stale"))
+    raw.produce(topics.replies, key=b"silent", value=stale)
+    assert raw.flush(10) == 0
+    with FleetClient(
+        kafka_settings,
+        queries_topic=topics.queries,
+        replies_topic=topics.replies,
+        dead_letters_topic=topics.dead_letters,
+    ) as client:
+        request_id = client.send("silent", "hi", request_id="reused-id")
+        with pytest.raises(ReplyTimeout):
+            client.wait(request_id, 1.0)
+        client.send("silent", "hi", request_id="reused-id")
+        with pytest.raises(ValueError, match="already in flight"):
+            client.send("silent", "hi again", request_id="reused-id")
+        fresh = encode(MessageKind.REPLY, reply_record(query, stand_in, intent="fresh"))
+        raw.produce(topics.replies, key=b"silent", value=fresh)
+        assert raw.flush(10) == 0
+        outcome = client.wait("reused-id", 10)
+    assert outcome.reply is not None
+    assert outcome.reply["intent"] == "fresh"
+
+
+def ask_cli(kafka_bootstrap: str, topics: Topics, *args: str) -> Result:
+    return CliRunner().invoke(
+        cli,
+        ["--bootstrap", kafka_bootstrap, "--topic-prefix", topics.prefix, "ask", *args],
+        catch_exceptions=False,
+    )
+
+
+@pytest.mark.kafka
+@pytest.mark.usefixtures("responder")
+def test_ask_command_prints_reply_dead_letter_and_timeout(
+    kafka_bootstrap: str, topics: Topics
+) -> None:
+    as_json = ask_cli(kafka_bootstrap, topics, "bot-1", "where is my parcel", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    document = orjson.loads(as_json.stdout)
+    assert document["kind"] == "reply"
+    assert document["record"]["intent"] == "echo:where is my parcel"
+    assert document["record"]["request_id"] == document["request_id"]
+
+    text = ask_cli(kafka_bootstrap, topics, "bot-2", "hello", "--stage", "beta", "--top-k", "2")
+    assert text.exit_code == 0, text.output
+    lines = dict(line.split(None, 1) for line in text.stdout.splitlines())
+    assert lines["intent"] == "echo:hello"
+    assert lines["confidence"] == "0.900"
+    assert lines["fallback"] == "no"
+    assert lines["model"] == "v1 (int8)"
+    assert lines["stage"] == "beta"
+    assert lines["server"].startswith("queued 1.0 ms")
+    assert lines["client"].startswith("round trip ")
+
+    dead = ask_cli(kafka_bootstrap, topics, "ghost", "hi")
+    assert dead.exit_code == 1
+    assert "no_deployment" in dead.stdout
+    assert "has nothing deployed" in dead.stdout
+
+    silent = ask_cli(kafka_bootstrap, topics, "silent", "hi", "--timeout", "0.5")
+    assert silent.exit_code == 3
+    assert "no reply or dead letter" in silent.stderr

@@ -1,0 +1,288 @@
+"""The per-batch logic without Kafka: decode, fair share, route, answer, encode.
+
+Models are real ONNX snapshots from the bot factory, run by onnxruntime.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+
+from conftest import BotFactory, BuiltBots
+from fleetserve.contracts import MessageKind, decode, validate
+from fleetserve.deadletters.build import Failure, WorkerIdentity
+from fleetserve.errors import QueryFailed
+from fleetserve.kafka.records import InboundRecord
+from fleetserve.models.metadata import ModelMetadata
+from fleetserve.models.runtime import new_session, read_model_metadata
+from fleetserve.routing import Route
+from fleetserve.serving.answer import FALLBACK_INTENT, AnswerContext, Models, answer_batch
+from fleetserve.serving.decode import DecodedQuery, decode_query
+from fleetserve.serving.plan import fair_take, plan_batch
+from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
+
+NOW = 1_790_000_000_000
+WORKER = WorkerIdentity("w-test", "g-test")
+_offsets = itertools.count()
+
+
+@dataclass(frozen=True)
+class Model:
+    route: Route
+    session: Any
+    metadata: ModelMetadata
+    quantization: str
+
+
+@pytest.fixture(scope="module")
+def built(bot_factory: BotFactory) -> BuiltBots:
+    return bot_factory(n=3, seed=5)
+
+
+def load(built: BuiltBots, route: Route) -> Model:
+    data = built.store.read_model(route.bot_id, route.model_version)
+    manifest = built.store.read_manifest(route.bot_id, route.model_version)
+    session = new_session(data)
+    return Model(route, session, read_model_metadata(session), manifest["model"]["quantization"])
+
+
+def query(bot: str, text: str = "hello there", **fields: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "request_id": f"r-{next(_offsets)}",
+        "bot_id": bot,
+        "text": text,
+        "sent_at_ms": NOW - 5,
+        **fields,
+    }
+
+
+def record(value: Any, key: bytes | None = None, partition: int = 0) -> InboundRecord:
+    raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
+    if key is None and isinstance(value, dict):
+        key = str(value.get("bot_id", "")).encode()
+    return InboundRecord("q", partition, next(_offsets), key, raw, (("h", b"\x00\xff"),), NOW)
+
+
+def decoded(value: dict[str, Any], stage: str = "real") -> DecodedQuery:
+    result = decode_query(record(value), max_bytes=65536, default_stage=stage)
+    assert isinstance(result, DecodedQuery), result
+    return result
+
+
+def context(clock: Any = None) -> AnswerContext:
+    return AnswerContext(WORKER, "replies", clock_ms=clock or (lambda: NOW))
+
+
+# -- decode --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "reason"),
+    [
+        (b"{not json", b"b", "decode"),
+        (b"\xff\xfe", b"b", "decode"),
+        (b"[1, 2]", b"b", "decode"),
+        (None, b"b", "decode"),
+        ({"version": 1, "bot_id": "b"}, None, "schema"),
+        ({**query("b"), "version": 2}, None, "schema"),
+        ({**query("b"), "text": 12}, None, "schema"),
+        ({**query("b"), "bot_id": "../etc"}, None, "schema"),
+        (query("b", "x" * 70_000), None, "too_large"),
+        (query("b"), b"another-bot", "schema"),
+    ],
+)
+def test_bad_records_fail_with_a_reason(value: Any, key: bytes | None, reason: str) -> None:
+    result = decode_query(record(value, key), max_bytes=65536, default_stage="real")
+    assert isinstance(result, Failure)
+    assert result.reason == reason, result.message
+    assert result.phase == "decode"
+    assert result.message
+
+
+def test_a_query_decodes_with_the_workers_stage_and_an_absolute_deadline() -> None:
+    plain = decoded(query("b", ttl_ms=100), stage="beta")
+    assert plain.stage == "beta"
+    assert plain.deadline_ms == NOW - 5 + 100
+    assert decoded(query("b", stage="dev")).stage == "dev"
+
+
+def test_an_invalid_query_keeps_what_can_be_read_for_its_dead_letter() -> None:
+    result = decode_query(record({**query("b"), "text": ""}), max_bytes=65536, default_stage="real")
+    assert isinstance(result, Failure)
+    assert result.bot_id == "b"
+    assert result.request_id is not None
+
+
+# -- fair share ----------------------------------------------------------------------------
+
+
+def test_a_hot_bot_takes_at_most_its_share_and_its_partition_is_put_back() -> None:
+    hot = [record(query("hot"), partition=0) for _ in range(10)]
+    cold_same_partition = record(query("cold"), partition=0)
+    other = [record(query(f"o{i}"), partition=1) for i in range(5)]
+    take = fair_take([*hot, cold_same_partition, *other], max_rows_per_bot=4)
+    assert [r.offset for r in take.records] == [r.offset for r in hot[:4] + other]
+    assert take.rewind == {("q", 0): hot[4].offset}
+
+
+def test_without_a_hot_bot_everything_is_taken() -> None:
+    records = [record(query(f"b{i % 3}"), partition=i % 2) for i in range(9)]
+    take = fair_take(records, max_rows_per_bot=3)
+    assert take.records == records
+    assert take.rewind == {}
+
+
+# -- routing and deadlines -----------------------------------------------------------------
+
+
+def test_plan_groups_by_route_and_fails_expired_and_unroutable_queries(built: BuiltBots) -> None:
+    a, b = built.bot_ids[:2]
+
+    def resolve(bot: str, stage: str) -> Route:
+        if bot in (a, b):
+            route: Route = built.route(bot, stage=stage)
+            return route
+        raise QueryFailed("unknown_bot", f"no bot {bot}", phase="route")
+
+    queries = [
+        decoded(query(a)),
+        decoded(query(b)),
+        decoded(query(a)),
+        decoded(query("ghost")),
+        decoded(query(a, deadline_ms=NOW - 1)),
+    ]
+    plan = plan_batch(queries, resolve, NOW)
+    assert {r.bot_id: len(q) for r, q in plan.groups.items()} == {a: 2, b: 1}
+    assert sorted(f.reason for _, f in plan.failed) == ["deadline_exceeded", "unknown_bot"]
+    assert all(f.phase == "route" for _, f in plan.failed)
+
+
+# -- answering -----------------------------------------------------------------------------
+
+
+def test_real_models_answer_with_ranked_intents_and_model_context(built: BuiltBots) -> None:
+    bot = built.bot_ids[0]
+    route = built.route(bot)
+    texts = [u.text for u in built.bots[bot].utterances[:6]]
+    queries = [decoded(query(bot, text, top_k=2)) for text in texts]
+    plan = plan_batch(queries, lambda _bot, _stage: route, NOW)
+    outcome = answer_batch(plan, {route: load(built, route)}, context())
+    assert len(outcome.replies) == len(texts)
+    assert not outcome.failed
+    expected = [u.intent for u in built.bots[bot].utterances[:6]]
+    for reply, intent in zip(outcome.replies, expected, strict=True):
+        value = reply.value
+        validate(MessageKind.REPLY, value)
+        assert value["model"]["version"] == route.model_version
+        assert value["model"]["sha256"] == route.sha256
+        assert len(value["top_k"]) == 2
+        assert value["top_k"][0]["score"] >= value["top_k"][1]["score"]
+        assert value["intent"] in (intent, FALLBACK_INTENT, value["top_k"][0]["intent"])
+    top = [r.value["top_k"][0]["intent"] for r in outcome.replies]
+    assert sum(t == e for t, e in zip(top, expected, strict=True)) >= 5  # training texts
+
+
+def test_private_deployments_leave_the_text_out(built: BuiltBots) -> None:
+    bot = built.bot_ids[0]
+    route = Route(bot, "real", built.versions[bot], built.route(bot).sha256, False)
+    plan = plan_batch([decoded(query(bot))], lambda _bot, _stage: route, NOW)
+    (reply,) = answer_batch(plan, {route: load(built, route)}, context()).replies
+    assert reply.value["text"] is None
+
+
+def test_a_model_failure_fails_only_that_bots_queries(built: BuiltBots) -> None:
+    good, bad = built.bot_ids[:2]
+    routes = {good: built.route(good), bad: built.route(bad)}
+    queries = [decoded(query(good)), decoded(query(bad)), decoded(query(bad))]
+    plan = plan_batch(queries, lambda bot, _stage: routes[bot], NOW)
+    models: Models = {
+        routes[good]: load(built, routes[good]),
+        routes[bad]: QueryFailed("model_corrupt", "sha256 differs", phase="load"),
+    }
+    outcome = answer_batch(plan, models, context())
+    assert [r.value["bot_id"] for r in outcome.replies] == [good]
+    assert [(f.reason, f.route) for _, f in outcome.failed] == [("model_corrupt", routes[bad])] * 2
+
+
+class ExplodingSession:
+    def run(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("onnxruntime says no")
+
+
+def test_an_inference_error_becomes_a_dead_letter_reason(built: BuiltBots) -> None:
+    bot = built.bot_ids[0]
+    route = built.route(bot)
+    real = load(built, route)
+    broken = Model(route, ExplodingSession(), real.metadata, real.quantization)
+    plan = plan_batch([decoded(query(bot))], lambda _bot, _stage: route, NOW)
+    outcome = answer_batch(plan, {route: broken}, context())
+    ((_, failure),) = outcome.failed
+    assert (failure.reason, failure.phase) == ("inference_error", "infer")
+    assert "onnxruntime says no" in failure.message
+
+
+def test_a_deadline_that_passes_during_inference_is_not_answered(built: BuiltBots) -> None:
+    bot = built.bot_ids[0]
+    route = built.route(bot)
+    ticks = iter([NOW, NOW + 50])
+    plan = plan_batch(
+        [decoded(query(bot, deadline_ms=NOW + 10)), decoded(query(bot))],
+        lambda _bot, _stage: route,
+        NOW,
+    )
+    outcome = answer_batch(plan, {route: load(built, route)}, context(lambda: next(ticks)))
+    assert len(outcome.replies) == 1
+    ((_, failure),) = outcome.failed
+    assert (failure.reason, failure.phase) == ("deadline_exceeded", "infer")
+
+
+# -- the whole pass ------------------------------------------------------------------------
+
+
+def test_every_record_of_a_pass_ends_in_exactly_one_output(built: BuiltBots) -> None:
+    bots = built.bot_ids
+    routes: dict[str, Route] = {bot: built.route(bot) for bot in bots}
+    models = {route: load(built, route) for route in routes.values()}
+
+    def resolve(bot: str, _stage: str) -> Route:
+        if bot not in routes:
+            raise QueryFailed("unknown_bot", f"no bot {bot}", phase="route")
+        return routes[bot]
+
+    @contextmanager
+    def pinned(wanted: Sequence[Route]) -> Iterator[Models]:
+        yield {route: models[route] for route in wanted}
+
+    processor = BatchProcessor(
+        ProcessorConfig("dlq", "real", 65536, 100, control_topics={"queries"}),
+        AnswerContext(WORKER, "replies"),
+        resolve,
+        pinned,
+    )
+    records = [record(query(bot)) for bot in bots * 5]
+    records += [record(b"junk", b"x"), record(query("ghost"))]
+    records.append(record(query(bots[0], reply_to={"topic": "queries"})))
+    records.append(record(query(bots[1], reply_to={"topic": "elsewhere", "partition": 0})))
+    started = time.perf_counter()
+    result = processor.process(records)
+    assert time.perf_counter() - started < 30  # generous: one pass, not a benchmark
+    assert len(result.outputs) == len(records)
+    assert result.next_offsets == {("q", 0): max(r.offset for r in records) + 1}
+    dead = [decode(MessageKind.DEAD_LETTER, o.value) for o in result.outputs if o.topic == "dlq"]
+    assert sorted(d["reason"] for d in dead) == ["decode", "schema", "unknown_bot"]
+    replies = [orjson.loads(o.value) for o in result.outputs if o.topic != "dlq"]
+    for reply in replies:
+        validate(MessageKind.REPLY, reply)
+    assert {o.topic for o in result.outputs} == {"dlq", "replies", "elsewhere"}
+    junk = next(d for d in dead if d["reason"] == "decode")
+    assert junk["original"]["value_b64"] == "anVuaw=="
+    assert junk["original"]["headers"] == [{"name": "h", "value_b64": "AP8="}]
+    assert result.replies == {"real": len(bots) * 5 + 1}

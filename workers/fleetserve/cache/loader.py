@@ -1,0 +1,199 @@
+"""A cache miss: snapshot -> integrity checks -> onnxruntime session, or a QueryFailed.
+
+Order matters for cost and for the message: the manifest is tiny and says which sha256
+the store holds, so a deployment that names other bytes is refused before the model file
+is read. The store hashes the model file against that manifest (``read_model``); the
+guard refuses non-ONNX bytes and foreign operator domains before onnxruntime parses
+anything; then, inside the footprint measurement, the session is built, its metadata read
+from the live session (``get_modelmeta``, about 15 us, no second protobuf parse) and one
+query run, which proves the model runs and that its output width matches its labels.
+Measured miss (warm page cache): p50 1.38 ms, p99 2.0 ms, of which about 0.8 ms is
+onnxruntime building the session.
+
+Reason codes (``phase="load"``):
+
+* ``model_missing``: the store has no such snapshot, or its model file is gone.
+* ``model_corrupt``: a sha256 differs anywhere (deployment vs manifest, manifest vs bytes),
+  the manifest is unreadable, the bytes are not ONNX at all, or the model's own metadata
+  (labels, threshold, featurizer) is unreadable. A file that is not ONNX but matches its
+  manifest is corrupt, not "refused": the snapshot is not what a builder publishes, and
+  errors.ArtifactCorrupt already means "not a model fleetserve can run".
+* ``model_load_failed``: a well-formed ONNX model that fleetserve refuses (a non-standard
+  operator domain, external data) or that onnxruntime refuses, and any other failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from fleetserve.cache.footprint import FootprintMeter, process_meter
+from fleetserve.cache.model import LoadedModel
+from fleetserve.cache.onnx_guard import NotOnnx, RefusedModel, check_model_bytes
+from fleetserve.deadletters import reasons
+from fleetserve.errors import ArtifactError, ArtifactMissing, QueryFailed
+from fleetserve.models.runtime import (
+    InferenceSession,
+    ModelMetadata,
+    new_session,
+    predict,
+    read_model_metadata,
+)
+from fleetserve.routing import Route
+from fleetserve.store.base import ArtifactStore
+
+T = TypeVar("T")
+QUANTIZATIONS = frozenset({"int8", "fp32"})
+WARM_UP_TEXT = "hello"
+
+
+def load_failure(route: Route, reason: str, detail: str) -> QueryFailed:
+    """A load failure whose message names the bot and the version."""
+    return QueryFailed(
+        reason, f"{route.bot_id} version {route.model_version}: {detail}", phase=reasons.PHASE_LOAD
+    )
+
+
+def check_manifest(route: Route, manifest: Mapping[str, Any]) -> str:
+    """The snapshot's quantization, once its manifest matches what the route deployed."""
+    model = manifest.get("model")
+    if not isinstance(model, Mapping):
+        raise load_failure(route, reasons.MODEL_CORRUPT, "manifest has no 'model' section")
+    stored = model.get("sha256")
+    if stored != route.sha256:
+        raise load_failure(
+            route,
+            reasons.MODEL_CORRUPT,
+            f"the store's manifest has sha256 {stored}, the deployment says {route.sha256}",
+        )
+    quantization = model.get("quantization")
+    if quantization not in QUANTIZATIONS:
+        raise load_failure(
+            route,
+            reasons.MODEL_CORRUPT,
+            f"manifest quantization {quantization!r} is not one of {sorted(QUANTIZATIONS)}",
+        )
+    return str(quantization)
+
+
+def drop_model_bytes(session: InferenceSession, data: bytes) -> int:
+    """Let go of onnxruntime's Python-side copy of the model; the bytes it still keeps.
+
+    ``onnxruntime.InferenceSession(bytes)`` keeps the bytes object for the session's life
+    (its own source says "this is bad as we're holding the memory indefinitely"); it only
+    needs them to rebuild the session for a fallback execution provider, and fleetserve
+    runs the CPU provider alone. Measured: 400 KiB of RSS per resident int8 session with the
+    reference, 266 KiB without. If a future onnxruntime keeps the bytes elsewhere, they are
+    counted instead of hidden. (The right home for this is ``models.runtime.new_session``.)
+    """
+    if getattr(session, "_model_bytes", None) is data:
+        try:
+            session._model_bytes = None
+        except AttributeError:
+            return len(data)
+    return 0
+
+
+class SnapshotLoader:
+    """``Route -> LoadedModel`` from an artifact store; raises only QueryFailed.
+
+    Thread-safe: it keeps no state of its own beyond the (shared, locked) footprint meter,
+    so the cache may run several loads at once.
+    """
+
+    def __init__(self, store: ArtifactStore, *, meter: FootprintMeter | None = None) -> None:
+        self._store = store
+        self._meter = meter
+
+    def __call__(self, route: Route) -> LoadedModel:
+        started = time.perf_counter()
+        bot, version = route.bot_id, route.model_version
+        manifest = self._read(route, lambda: self._store.read_manifest(bot, version))
+        quantization = check_manifest(route, manifest)
+        data = self._read(route, lambda: self._store.read_model(bot, version))
+        check_bytes(route, data)
+        meter = self._meter if self._meter is not None else process_meter()
+        (session, metadata), footprint = meter.measure(len(data), lambda: _ready(route, data))
+        footprint_bytes = footprint.bytes + drop_model_bytes(session, data)
+        return LoadedModel(
+            route=route,
+            session=session,
+            metadata=metadata,
+            quantization=quantization,
+            footprint_bytes=footprint_bytes,
+            load_seconds=time.perf_counter() - started,
+        )
+
+    def _read(self, route: Route, read: Callable[[], T]) -> T:
+        try:
+            return read()
+        except ArtifactMissing as exc:
+            raise load_failure(route, reasons.MODEL_MISSING, str(exc)) from exc
+        except ArtifactError as exc:  # ArtifactCorrupt and the store's other integrity errors
+            raise load_failure(route, reasons.MODEL_CORRUPT, str(exc)) from exc
+        except Exception as exc:  # an unreadable store: the batch must go on without it
+            raise load_failure(
+                route, reasons.MODEL_LOAD_FAILED, f"reading the snapshot failed: {exc!r}"
+            ) from exc
+
+
+def check_bytes(route: Route, data: bytes) -> None:
+    try:
+        check_model_bytes(data)
+    except NotOnnx as exc:
+        raise load_failure(route, reasons.MODEL_CORRUPT, str(exc)) from None
+    except RefusedModel as exc:
+        raise load_failure(route, reasons.MODEL_LOAD_FAILED, f"refused: {exc}") from None
+
+
+def _ready(route: Route, data: bytes) -> tuple[InferenceSession, ModelMetadata]:
+    """Session, metadata and one run: what a resident entry holds once it has answered.
+
+    The first run allocates per-session state that stays (about 20 KiB measured), so it
+    happens here, inside the footprint measurement, rather than on a query's clock; it also
+    proves the model runs and that its output matches its labels.
+    """
+    session = _session(route, data)
+    metadata = _metadata(route, session)
+    _first_run(route, session, metadata)
+    return session, metadata
+
+
+def _session(route: Route, data: bytes) -> InferenceSession:
+    try:
+        return new_session(data)
+    except Exception as exc:  # onnxruntime's pybind errors share no useful base class
+        raise load_failure(
+            route, reasons.MODEL_LOAD_FAILED, f"onnxruntime refused the model: {_first_line(exc)}"
+        ) from exc
+
+
+def _metadata(route: Route, session: InferenceSession) -> ModelMetadata:
+    try:
+        return read_model_metadata(session)
+    except Exception as exc:  # ArtifactError, ConfigError from the spec, anything malformed
+        raise load_failure(
+            route, reasons.MODEL_CORRUPT, f"unreadable model metadata: {exc}"
+        ) from exc
+
+
+def _first_run(route: Route, session: InferenceSession, metadata: ModelMetadata) -> None:
+    try:
+        probs = predict(session, metadata.featurizer, [WARM_UP_TEXT])
+    except Exception as exc:
+        raise load_failure(
+            route, reasons.MODEL_LOAD_FAILED, f"a first run failed: {_first_line(exc)}"
+        ) from exc
+    if probs.shape != (1, len(metadata.labels)):
+        raise load_failure(
+            route,
+            reasons.MODEL_CORRUPT,
+            f"the model scores {probs.shape[-1]} classes, its metadata names "
+            f"{len(metadata.labels)} labels",
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)

@@ -1,0 +1,92 @@
+"""`fleetserve worker`: one member of a serving worker group, until SIGTERM."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fleetserve.cli.context import pass_settings
+from fleetserve.config import Settings
+from fleetserve.config.serving import DELIVERIES, serving_settings
+from fleetserve.topics.loader import load_topics
+
+if TYPE_CHECKING:
+    from fleetserve.serving.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option(
+    "--model-memory",
+    help="Budget of the model cache, e.g. 2GiB or 512MiB (env FLEETSERVE_MODEL_MEMORY).",
+)
+@click.option("--max-models", type=click.IntRange(min=1), help="Also cap the cached model count.")
+@click.option(
+    "--replies-topic",
+    help="Publish replies here instead of the declared replies topic (shadow groups).",
+)
+@click.option(
+    "--ops-port",
+    type=click.IntRange(0, 65535),
+    help="Port of /metrics, /livez and /readyz; 0 picks a free one (default 9464).",
+)
+@click.option("--ops-host", help="Address the ops endpoints bind to (default 127.0.0.1).")
+@click.option(
+    "--delivery",
+    type=click.Choice(DELIVERIES),
+    help="exactly-once (transactions, the default) or at-least-once (dedupe by request_id).",
+)
+@click.option("--max-batch", type=click.IntRange(1, 100_000), help="Records per pass (500).")
+@click.option(
+    "--max-bot-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Most of a pass one bot may take (0.5); the rest of its partition waits a pass.",
+)
+@click.option(
+    "--session-timeout-ms",
+    type=click.IntRange(1_000, 300_000),
+    help="Group session timeout: how soon a dead worker's partitions move (10000).",
+)
+@pass_settings
+def worker(settings: Settings, /, **options: Any) -> None:
+    """Answer queries with each bot's deployed model until SIGINT/SIGTERM.
+
+    The group (--group) and stage (--stage) are global options. A query without a stage
+    is answered with this worker's stage, so a second group with --stage beta and its own
+    --replies-topic shadows the real one on the same traffic.
+    """
+    # Imported here: onnxruntime and the serving stack are not needed by other commands.
+    from fleetserve.serving.worker import Worker, WorkerTopics  # noqa: PLC0415
+
+    settings = dataclasses.replace(settings, serving=serving_settings(options, settings.serving))
+    declared = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
+    topics = WorkerTopics.from_declared(declared, settings.serving.replies_topic)
+    serving = Worker(settings, topics)
+    with stop_on_signals(serving):
+        serving.run()
+
+
+@contextmanager
+def stop_on_signals(target: Worker) -> Iterator[None]:
+    """The first SIGINT/SIGTERM asks for a clean stop; the pass in flight still commits."""
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        logger.info(
+            "%s received: finishing the pass, committing, closing", signal.Signals(signum).name
+        )
+        target.request_stop()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,52 @@
+"""A topic's partitions and their end offsets, asked of the cluster within a bound."""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from fleetserve.errors import KafkaUnavailable
+from fleetserve.kafka.probe import kafka_error_text
+
+
+def topic_partitions(client: Consumer, topic: str, timeout_s: float) -> list[int]:
+    """The partition ids of ``topic``; :class:`KafkaUnavailable` if it cannot be used."""
+    try:
+        metadata = client.list_topics(topic, timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnavailable(
+            f"no metadata for topic {topic} within {timeout_s:g}s ({kafka_error_text(exc)})"
+        ) from None
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        raise KafkaUnavailable(
+            f"topic {topic} does not exist; create it with `fleetserve topics apply`"
+        )
+    return sorted(described.partitions)
+
+
+def watermarks(client: Consumer, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
+    """Each partition's (low, high) watermark now: the oldest retained offset and the
+    offset the next record will get."""
+    marks: dict[int, tuple[int, int]] = {}
+    for partition in topic_partitions(client, topic, timeout_s):
+        try:
+            marks[partition] = client.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout_s
+            )
+        except KafkaException as exc:
+            raise KafkaUnavailable(
+                f"no offsets for {topic}[{partition}] within {timeout_s:g}s "
+                f"({kafka_error_text(exc)})"
+            ) from None
+    return marks
+
+
+def end_offsets(client: Consumer, topic: str, timeout_s: float) -> dict[int, int]:
+    """Each partition's high watermark now.
+
+    Asked explicitly rather than assigning OFFSET_END, which librdkafka resolves
+    later, when it first fetches: a record written in between would be skipped. Tansu
+    may under-report it (as its last batch's first offset + 1): reading from there
+    starts a few old records early, which a caller matching request ids can afford.
+    """
+    return {p: high for p, (_low, high) in watermarks(client, topic, timeout_s).items()}

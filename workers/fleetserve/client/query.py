@@ -1,0 +1,48 @@
+"""Build query v1 messages for upstream code; pure apart from the defaults (uuid, clock)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fleetserve.contracts import MessageKind, validate
+
+
+def now_epoch_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def make_query(
+    bot_id: str,
+    text: str,
+    *,
+    request_id: str | None = None,
+    stage: str | None = None,
+    ttl_ms: int | None = None,
+    deadline_ms: int | None = None,
+    top_k: int | None = None,
+    now_ms: int | None = None,
+) -> dict[str, Any]:
+    """A valid query v1 for ``bot_id``, or :class:`~fleetserve.errors.ContractError`.
+
+    Optional fields left as None are omitted rather than sent as null, because the
+    contract gives absence a meaning (stage real, no deadline, the worker's top_k).
+    ``now_ms`` fixes ``sent_at_ms`` (tests, replays); by default it is the wall clock,
+    since workers compare it with their own clocks for ttl and queue time.
+    """
+    query: dict[str, Any] = {
+        "version": 1,
+        "request_id": request_id if request_id is not None else new_request_id(),
+        "bot_id": bot_id,
+        "text": text,
+        "sent_at_ms": now_ms if now_ms is not None else now_epoch_ms(),
+    }
+    optional = {"stage": stage, "ttl_ms": ttl_ms, "deadline_ms": deadline_ms, "top_k": top_k}
+    query.update({name: value for name, value in optional.items() if value is not None})
+    validate(MessageKind.QUERY, query)
+    return query

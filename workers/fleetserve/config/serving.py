@@ -1,0 +1,90 @@
+"""Settings of a serving worker: model memory, batching, delivery and the ops port."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from fleetserve.errors import ConfigError
+
+Delivery = Literal["exactly-once", "at-least-once"]
+DELIVERIES: Final = ("exactly-once", "at-least-once")
+GIB: Final = 1024**3
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(i)?)?B?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """How one worker serves. Defaults fit the 2-core machine in docs/architecture.md."""
+
+    model_memory_bytes: int = 2 * GIB
+    max_models: int | None = None
+    replies_topic: str | None = None  # None: the declared replies topic
+    max_batch: int = 500
+    poll_timeout_s: float = 0.05
+    max_bot_share: float = 0.5  # of max_batch, per bot and pass
+    max_rows_per_run: int = 256
+    max_record_bytes: int = 64 * 1024
+    default_top_k: int = 3
+    delivery: Delivery = "exactly-once"
+    ops_host: str = "127.0.0.1"
+    ops_port: int = 9464  # 0 picks a free port
+    load_threads: int = 2
+    # Kafka's default is 45 s; a dead worker's partitions should move sooner than that.
+    session_timeout_ms: int = 10_000
+
+    @property
+    def max_rows_per_bot(self) -> int:
+        return max(1, int(self.max_batch * self.max_bot_share))
+
+
+def parse_size(text: str | int) -> int:
+    """``2GiB`` (binary), ``1.5GB`` (decimal) or plain bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if match is None:
+        raise ConfigError(f"{text!r} is not a size such as 2GiB, 512MiB or 1000000")
+    number, prefix, binary = match.groups()
+    exponent = "KMGT".index(prefix.upper()) + 1 if prefix else 0
+    return int(float(number) * (1024 if binary else 1000) ** exponent)
+
+
+def serving_settings(
+    values: Mapping[str, Any], base: ServingSettings | None = None
+) -> ServingSettings:
+    """``base`` with every non-None value of ``values`` applied and checked."""
+    known = {f.name for f in dataclasses.fields(ServingSettings)} | {"model_memory"}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown serving settings: {sorted(unknown)}")
+    changes = {key: value for key, value in values.items() if value is not None}
+    if "model_memory" in changes:
+        changes["model_memory_bytes"] = parse_size(changes.pop("model_memory"))
+    settings = dataclasses.replace(base or ServingSettings(), **changes)
+    _check(settings)
+    return settings
+
+
+def _check(settings: ServingSettings) -> None:
+    problems = []
+    if settings.model_memory_bytes <= 0:
+        problems.append("model memory must be positive")
+    if settings.max_models is not None and settings.max_models < 1:
+        problems.append("max models must be at least 1")
+    if not 1 <= settings.max_batch <= 100_000:
+        problems.append("max batch must be 1..100000")
+    if not 0 < settings.max_bot_share <= 1:
+        problems.append("max bot share must be in (0, 1]")
+    if settings.delivery not in DELIVERIES:
+        problems.append(f"delivery must be one of {', '.join(DELIVERIES)}")
+    if not 1_000 <= settings.session_timeout_ms <= 300_000:
+        problems.append("session timeout must be 1000..300000 ms")
+    if not 0 <= settings.ops_port < 65536:
+        problems.append("ops port must be 0..65535")
+    if problems:
+        raise ConfigError("; ".join(problems))

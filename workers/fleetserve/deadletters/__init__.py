@@ -1,0 +1,1 @@
+"""Dead letters: the failure taxonomy and the pure builder of dead_letter v1 records."""

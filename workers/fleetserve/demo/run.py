@@ -1,0 +1,213 @@
+"""Run the demo: every moving part of fleetserve on this machine, for about half a minute."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetserve.bots.datasets import dataset_root
+from fleetserve.bots.definition import BotDefinition
+from fleetserve.bots.discover import find_bots
+from fleetserve.bots.fleet import make_fleet
+from fleetserve.bots.writer import write_fleet
+from fleetserve.broker import EmbeddedBroker
+from fleetserve.builder.config import BuildConfig
+from fleetserve.builder.fleet import build_all
+from fleetserve.client.client import FleetClient, Outcome, ReplyTimeout
+from fleetserve.config import KafkaSettings
+from fleetserve.demo.questions import Question, load_test_split, pick_questions
+from fleetserve.deploy import records
+from fleetserve.deploy.log import publish_records
+from fleetserve.errors import FatalError
+from fleetserve.kafka.clients import admin_client
+from fleetserve.store import LocalDirectoryStore
+from fleetserve.topics.apply import apply_topics
+from fleetserve.topics.loader import load_topics
+
+logger = logging.getLogger(__name__)
+
+Echo = Callable[[str], None]
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    bots: int = 36
+    workers: int = 2
+    questions_per_language: int = 5
+    seed: int = 7
+    store_dir: Path | None = None  # None: a temporary folder, removed afterwards
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: Question
+    outcome: Outcome | ReplyTimeout
+
+
+def run_demo(options: DemoOptions, echo: Echo) -> list[Answer]:
+    with ExitStack() as stack:
+        broker = stack.enter_context(EmbeddedBroker())
+        kafka = KafkaSettings(broker.bootstrap_servers)
+        topics = load_topics(None, "local", "")
+        apply_topics(admin_client(kafka), topics)
+        echo(f"broker up on {broker.bootstrap_servers}; topics applied")
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleetserve-demo-")))
+        store_dir = options.store_dir or work / "store"
+        bots = make_fleet(options.bots, seed=options.seed)
+        build_fleet(bots, work / "fleet", store_dir, echo)
+        deploy_all(kafka, topics.name("deployments"), LocalDirectoryStore(store_dir), echo)
+        ports = [free_port() for _ in range(options.workers)]
+        stack.enter_context(worker_group(broker.bootstrap_servers, store_dir, ports, work, echo))
+        questions = pick_questions(
+            bots, load_test_split(dataset_root()), options.questions_per_language, options.seed
+        )
+        with FleetClient(
+            kafka,
+            queries_topic=topics.name("queries"),
+            replies_topic=topics.name("replies"),
+            dead_letters_topic=topics.name("dead_letters"),
+        ) as client:
+            outcomes = client.ask_many(((q.bot_id, q.text) for q in questions), timeout_s=30)
+    return [Answer(q, o) for q, o in zip(questions, outcomes, strict=True)]
+
+
+def build_fleet(bots: list[BotDefinition], fleet_dir: Path, store_dir: Path, echo: Echo) -> None:
+    started = time.perf_counter()
+    write_fleet(bots, fleet_dir)
+    results = build_all(find_bots(fleet_dir), BuildConfig(), store_dir, workers=os.cpu_count())
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise FatalError(f"demo bots failed to build: {[(r.bot_id, r.reason) for r in failed]}")
+    int8 = sum(r.quantization == "int8" for r in results)
+    echo(
+        f"built {len(results)} bots in {time.perf_counter() - started:.1f} s "
+        f"({int8} int8, {len(results) - int8} fp32)"
+    )
+
+
+def deploy_all(kafka: KafkaSettings, topic: str, store: LocalDirectoryStore, echo: Echo) -> None:
+    now_ms = int(time.time() * 1000)
+    deployments = []
+    for bot_id in store.bots():
+        version = store.versions(bot_id)[-1]
+        manifest = store.read_manifest(bot_id, version)
+        deployments.append(
+            records.deploy(
+                None,
+                bot_id=bot_id,
+                stage="real",
+                model_version=version,
+                sha256=manifest["model"]["sha256"],
+                actor="demo",
+                now_ms=now_ms,
+            )
+        )
+    publish_records(kafka, topic, deployments)
+    echo(f"deployed {len(deployments)} bots to stage real")
+
+
+@contextmanager
+def worker_group(
+    bootstrap: str, store_dir: Path, ports: list[int], work: Path, echo: Echo
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``len(ports)`` worker processes in one group; SIGTERM and wait on the way out."""
+    processes: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
+    try:
+        for index, port in enumerate(ports, start=1):
+            log = work / f"worker-{index}.log"
+            logs.append(log)
+            processes.append(spawn_worker(bootstrap, store_dir, index, port, log))
+        started = time.perf_counter()
+        for process, port, log in zip(processes, ports, logs, strict=True):
+            wait_ready(process, port, log)
+        echo(f"{len(processes)} workers ready in {time.perf_counter() - started:.1f} s")
+        yield processes
+    finally:
+        stop_workers(processes, echo)
+
+
+def spawn_worker(
+    bootstrap: str, store_dir: Path, index: int, port: int, log: Path
+) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "fleetserve",
+        "--bootstrap",
+        bootstrap,
+        "--store",
+        str(store_dir),
+        "--worker-id",
+        f"demo-{index}",
+        "worker",
+        "--ops-port",
+        str(port),
+        "--session-timeout-ms",
+        "6000",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETSERVE_")}
+    with log.open("wb") as sink:
+        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise FatalError(f"a demo worker exited with {process.returncode}:\n{tail(log)}")
+        if http_ok(f"http://127.0.0.1:{port}/readyz"):
+            return
+        time.sleep(0.1)
+    raise FatalError(f"a demo worker was not ready within {READY_TIMEOUT_S:g} s:\n{tail(log)}")
+
+
+def stop_workers(processes: list[subprocess.Popen[bytes]], echo: Echo) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    clean = 0
+    for process in processes:
+        try:
+            clean += process.wait(STOP_TIMEOUT_S) == 0
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if processes:
+        echo(f"workers stopped ({clean}/{len(processes)} cleanly)")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,104 @@
+"""Bytes of a consumed record to a query the worker can route, or the reason it cannot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fleetserve.contracts import MessageKind, decode
+from fleetserve.deadletters import reasons
+from fleetserve.deadletters.build import Failure
+from fleetserve.errors import ContractError
+from fleetserve.kafka.records import InboundRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedQuery:
+    record: InboundRecord
+    query: dict[str, Any]
+    stage: str
+    deadline_ms: int | None
+
+    @property
+    def bot_id(self) -> str:
+        bot_id: str = self.query["bot_id"]
+        return bot_id
+
+    @property
+    def request_id(self) -> str:
+        request_id: str = self.query["request_id"]
+        return request_id
+
+    def failure(self, reason: str, phase: str, message: str, **context: Any) -> Failure:
+        """A failure of this query with everything known about it filled in."""
+        return Failure(
+            reason,
+            phase,
+            message,
+            bot_id=self.bot_id,
+            request_id=self.request_id,
+            deadline_ms=self.deadline_ms,
+            **context,
+        )
+
+
+def decode_query(
+    record: InboundRecord, *, max_bytes: int, default_stage: str
+) -> DecodedQuery | Failure:
+    """Check size, JSON, the query contract and the key; never raises on bad input.
+
+    ``default_stage`` answers a query that names no stage: the worker's own stage, so a
+    shadow group on beta answers the same traffic with beta models.
+    """
+    size = len(record.value or b"") + len(record.key or b"")
+    if size > max_bytes:
+        return Failure(
+            reasons.TOO_LARGE,
+            reasons.PHASE_DECODE,
+            f"record is {size} bytes, over the worker's cap of {max_bytes}",
+        )
+    if record.value is None:
+        return Failure(reasons.DECODE, reasons.PHASE_DECODE, "record has no value (a tombstone)")
+    try:
+        query = decode(MessageKind.QUERY, record.value)
+    except ContractError as exc:
+        return Failure(
+            reasons.CONTRACT_REASONS[exc.reason],
+            reasons.PHASE_DECODE,
+            f"{exc.reason}: {exc}",
+            error_type="fleetserve.errors.ContractError",
+            **_salvage(record.value),
+        )
+    if record.key != query["bot_id"].encode():
+        return Failure(
+            reasons.SCHEMA,
+            reasons.PHASE_DECODE,
+            f"record key {record.key!r} is not the query's bot_id {query['bot_id']!r}; "
+            "the key decides the partition, so it must be the bot id",
+            bot_id=query["bot_id"],
+            request_id=query["request_id"],
+        )
+    return DecodedQuery(record, query, query.get("stage", default_stage), deadline_of(query))
+
+
+def deadline_of(query: dict[str, Any]) -> int | None:
+    """Absolute deadline in epoch ms, from ``deadline_ms`` or ``sent_at_ms + ttl_ms``."""
+    if "deadline_ms" in query:
+        deadline: int = query["deadline_ms"]
+        return deadline
+    if "ttl_ms" in query:
+        return int(query["sent_at_ms"]) + int(query["ttl_ms"])
+    return None
+
+
+def _salvage(value: bytes) -> dict[str, Any]:
+    """bot_id and request_id of an invalid query when they can be read, for the dead letter."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    return {key: obj[key] for key in ("bot_id", "request_id") if isinstance(obj.get(key), str)}
