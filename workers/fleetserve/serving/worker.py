@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from fleetserve.cache import CacheMetrics, ModelCache, SnapshotLoader
 from fleetserve.config import Settings
 from fleetserve.deadletters.build import WorkerIdentity
-from fleetserve.errors import Disposition, FatalError, classify_kafka_error
+from fleetserve.errors import FatalError
 from fleetserve.kafka.clients import consumer as new_consumer
 from fleetserve.kafka.clients import producer as new_producer
 from fleetserve.kafka.records import InboundRecord
@@ -221,7 +221,9 @@ class Worker:
         return records
 
     def _consumer_error(self, error: KafkaError) -> None:
-        if classify_kafka_error(error) is Disposition.FATAL and error.fatal():
+        # Poll errors carry neither fatal() nor retriable() when the broker is briefly
+        # away; librdkafka reconnects by itself, so only its own fatal verdict stops us.
+        if error.fatal():
             raise FatalError(f"the consumer failed: {error.str()}")
         logger.warning("consumer: %s", error.str())
 
