@@ -37,6 +37,15 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def file_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` of a log file, for an error message about the process writing it."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
 def tansu_argv(binary: Path, port: int, cluster_id: str) -> list[str]:
     url = f"tcp://{LOOPBACK}:{port}"
     return [
@@ -152,10 +161,7 @@ class EmbeddedBroker:
         )
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        if self._log_path is None or not self._log_path.exists():
-            return "(no log)"
-        text = self._log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+        return "(no log)" if self._log_path is None else file_tail(self._log_path, lines)
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL if it lingers. Returns the exit status (None if never started)."""

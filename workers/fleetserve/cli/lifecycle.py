@@ -1,11 +1,13 @@
-"""Turn SIGINT and SIGTERM into one exception the long-running commands handle."""
+"""SIGINT and SIGTERM handling shared by the long-running commands."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ShutdownRequested(Exception):
@@ -15,15 +17,26 @@ class ShutdownRequested(Exception):
 
 
 @contextmanager
-def shutdown_on_signals() -> Iterator[None]:
-    def request_shutdown(signum: int, _frame: FrameType | None) -> None:
-        raise ShutdownRequested(signum)
+def on_stop_signals(handle: Callable[[int], None]) -> Iterator[None]:
+    """Call ``handle(signum)`` on SIGINT/SIGTERM inside the block; restore handlers after."""
 
-    previous = {
-        sig: signal.signal(sig, request_shutdown) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        handle(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def shutdown_on_signals() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into ShutdownRequested, raised wherever the main thread is."""
+
+    def request_shutdown(signum: int) -> None:
+        raise ShutdownRequested(signum)
+
+    with on_stop_signals(request_shutdown):
+        yield

@@ -5,20 +5,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from fleetserve.cli.context import pass_settings
+from fleetserve.cli.lifecycle import on_stop_signals
 from fleetserve.config import Settings
 from fleetserve.config.serving import DELIVERIES, serving_settings
 from fleetserve.topics.loader import load_topics
-
-if TYPE_CHECKING:
-    from fleetserve.serving.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -70,23 +65,13 @@ def worker(settings: Settings, /, **options: Any) -> None:
     declared = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
     topics = WorkerTopics.from_declared(declared, settings.serving.replies_topic)
     serving = Worker(settings, topics)
-    with stop_on_signals(serving):
-        serving.run()
 
-
-@contextmanager
-def stop_on_signals(target: Worker) -> Iterator[None]:
-    """The first SIGINT/SIGTERM asks for a clean stop; the pass in flight still commits."""
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
+    def request_stop(signum: int) -> None:
+        # Not an exception: the pass in flight must still commit.
         logger.info(
             "%s received: finishing the pass, committing, closing", signal.Signals(signum).name
         )
-        target.request_stop()
+        serving.request_stop()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with on_stop_signals(request_stop):
+        serving.run()

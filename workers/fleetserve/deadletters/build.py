@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fleetserve.bots.definition import BOT_ID_PATTERN
 from fleetserve.kafka.records import InboundRecord
 from fleetserve.routing import Route
 
 MESSAGE_LIMIT: Final = 4000
-_BOT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _REQUEST_ID_LIMIT: Final = 128
 
 
@@ -89,7 +88,7 @@ def _clip(message: str) -> str:
 
 
 def _valid_bot_id(bot_id: object) -> bool:
-    return isinstance(bot_id, str) and _BOT_ID.match(bot_id) is not None
+    return isinstance(bot_id, str) and BOT_ID_PATTERN.fullmatch(bot_id) is not None
 
 
 def _valid_request_id(request_id: object) -> str | None:

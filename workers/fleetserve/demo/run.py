@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from fleetserve.bots.discover import find_bots
 from fleetserve.bots.fleet import make_fleet
 from fleetserve.bots.writer import write_fleet
 from fleetserve.broker import EmbeddedBroker
+from fleetserve.broker.embedded import file_tail, free_loopback_port
 from fleetserve.builder.config import BuildConfig
 from fleetserve.builder.fleet import build_all
 from fleetserve.client.client import FleetClient, Outcome, ReplyTimeout
@@ -70,7 +70,7 @@ def run_demo(options: DemoOptions, echo: Echo) -> list[Answer]:
         bots = make_fleet(options.bots, seed=options.seed)
         build_fleet(bots, work / "fleet", store_dir, echo)
         deploy_all(kafka, topics.name("deployments"), LocalDirectoryStore(store_dir), echo)
-        ports = [free_port() for _ in range(options.workers)]
+        ports = [free_loopback_port() for _ in range(options.workers)]
         stack.enter_context(worker_group(broker.bootstrap_servers, store_dir, ports, work, echo))
         questions = pick_questions(
             bots, load_test_split(dataset_root()), options.questions_per_language, options.seed
@@ -169,11 +169,11 @@ def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise FatalError(f"a demo worker exited with {process.returncode}:\n{tail(log)}")
+            raise FatalError(f"a demo worker exited with {process.returncode}:\n{file_tail(log)}")
         if http_ok(f"http://127.0.0.1:{port}/readyz"):
             return
         time.sleep(0.1)
-    raise FatalError(f"a demo worker was not ready within {READY_TIMEOUT_S:g} s:\n{tail(log)}")
+    raise FatalError(f"a demo worker was not ready within {READY_TIMEOUT_S:g} s:\n{file_tail(log)}")
 
 
 def stop_workers(processes: list[subprocess.Popen[bytes]], echo: Echo) -> None:
@@ -197,17 +197,3 @@ def http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -24,10 +23,9 @@ from fleetserve.kafka.clients import consumer as new_consumer
 from fleetserve.kafka.clients import producer as new_producer
 from fleetserve.kafka.records import InboundRecord
 from fleetserve.ops import HealthInputs, HealthReport, OpsServer, evaluate_health
-from fleetserve.routing import Route
 from fleetserve.routing.table import RouteChange, RoutingTable
 from fleetserve.routing.tailer import DeploymentTailer
-from fleetserve.serving.answer import AnswerContext, Models
+from fleetserve.serving.answer import AnswerContext
 from fleetserve.serving.commit import (
     PRODUCER_CONFIG,
     TRANSACTION_TIMEOUT_MS,
@@ -114,7 +112,7 @@ class Worker:
                 max_rows_per_run=self.serving.max_rows_per_run,
             ),
             self.table.resolve,
-            self._pinned,
+            self.cache.pinned,
         )
         self.rebalance = RebalanceTracker()
         self.assigned: set[tuple[str, int]] = set()
@@ -235,11 +233,6 @@ class Worker:
             self.metrics.replies.labels(stage).inc(n)
         for reason, n in result.dead_letters.items():
             self.metrics.dead_letters.labels(reason).inc(n)
-
-    @contextmanager
-    def _pinned(self, routes: Sequence[Route]) -> Iterator[Models]:
-        with self.cache.pinned(routes) as models:
-            yield models
 
     # -- routing and rebalances -------------------------------------------------------------
 
