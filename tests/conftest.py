@@ -232,3 +232,8 @@ def deployer_factory(kafka_settings: KafkaSettings) -> Callable[[str], Deployer]
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# The serving harness's fixtures, shared by every module that runs workers; imported last
+# because serving_harness itself imports from this module.
+from serving_harness import declared, harness, worker_factory  # noqa: E402, F401

@@ -8,7 +8,6 @@ answer is preceded by a reply to someone else's request that the client must ign
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 import uuid
@@ -26,8 +25,10 @@ from fleetserve.cli.main import cli
 from fleetserve.client import FleetClient, Outcome, ReplyTimeout, make_query
 from fleetserve.config import KafkaSettings
 from fleetserve.contracts import MessageKind, encode
+from fleetserve.deadletters.build import Failure, WorkerIdentity, build_dead_letter
 from fleetserve.errors import ContractError, RetriableError
 from fleetserve.kafka.clients import consumer, producer
+from fleetserve.kafka.records import InboundRecord
 
 NOW_MS = 1_800_000_000_000
 SHA = "c" * 64
@@ -138,34 +139,20 @@ def reply_record(query: dict[str, Any], source: Message, *, intent: str) -> dict
 
 
 def dead_letter_record(query: dict[str, Any], source: Message) -> dict[str, Any]:
-    now = time.time_ns() // 1_000_000
-    return {
-        "version": 1,
-        "reason": "no_deployment",
-        "message": f"{query['bot_id']} has nothing deployed to real",
-        "error_type": "fleetserve.errors.QueryFailed",
-        "phase": "load",
-        "original": {
-            "value_b64": base64.b64encode(source.value() or b"").decode(),
-            "key_b64": base64.b64encode(source.key() or b"").decode(),
-            "headers": [],
-            "timestamp_ms": source.timestamp()[1],
-        },
-        "source": {
-            "topic": source.topic() or "",
-            "partition": source.partition() or 0,
-            "offset": source.offset() or 0,
-            "consumer_group": "real",
-        },
-        "bot_id": query["bot_id"],
-        "request_id": query["request_id"],
-        "model": None,
-        "deadline_ms": None,
-        "attempts": 1,
-        "worker": {"id": "responder", "group": "real"},
-        "first_failed_at_ms": now,
-        "dead_lettered_at_ms": now,
-    }
+    failure = Failure(
+        "no_deployment",
+        "route",
+        f"{query['bot_id']} has nothing deployed to real",
+        bot_id=query["bot_id"],
+        request_id=query["request_id"],
+        stage="real",
+    )
+    return build_dead_letter(
+        InboundRecord.from_message(source),
+        failure,
+        WorkerIdentity("responder", "real"),
+        now_ms=time.time_ns() // 1_000_000,
+    )
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,18 @@ Every failure is classified by what the caller must do about it::
     │       └── BrokerStartError         the binary exited or never answered metadata
     ├── RetriableError                   transient; back off and try again
     │   ├── KafkaUnavailable             no answer from the bootstrap servers in bounded time
-    │   └── ReplyTimeout                 (client/client.py) no reply or dead letter in time
+    │   ├── ReplyTimeout                 (client/client.py) no reply or dead letter in time
+    │   └── ProducerQueueFull            (serving/commit.py) the queue never drained: the
+    │                                    pass is aborted and read again
     └── DeadLetterError                  one item can never succeed; set it aside with its reason
         ├── ContractError                a message breaks its contract (bad JSON, schema)
         ├── BotInputError                a bot definition cannot be built (empty, bad id, ...);
         │                                the fleet build reports it and goes on with the rest
         └── QueryFailed                  a worker cannot answer one query; ``reason`` is a
-                                         dead-letter code, ``phase`` where it failed
+                                         dead-letter code, ``phase`` where it failed;
+                                         ``retriable=True`` (store briefly unreadable)
+                                         makes it RETRIABLE: the retry tier, then
+                                         ``retries_exhausted``
 
 A worker sees an ArtifactError for one bot as that bot's problem, not the process's: the
 model cache turns it into QueryFailed (``model_missing``, ``model_corrupt``) for the
@@ -150,9 +155,12 @@ class BotInputError(DeadLetterError):
 class QueryFailed(DeadLetterError):
     """One query cannot be answered; ``reason`` is its dead-letter code, ``phase`` the step."""
 
-    def __init__(self, reason: str, message: str, *, phase: str) -> None:
+    def __init__(self, reason: str, message: str, *, phase: str, retriable: bool = False) -> None:
         super().__init__(reason, message)
         self.phase = phase
+        self.retriable = retriable
+        if retriable:  # transient (the store briefly unreadable): the retry tier, not yet a DLQ
+            self.disposition = Disposition.RETRIABLE
 
 
 def classify(exc: BaseException) -> Disposition:

@@ -132,7 +132,15 @@ class SnapshotLoader:
             raise load_failure(route, reasons.MODEL_MISSING, str(exc)) from exc
         except ArtifactError as exc:  # ArtifactCorrupt and the store's other integrity errors
             raise load_failure(route, reasons.MODEL_CORRUPT, str(exc)) from exc
-        except Exception as exc:  # an unreadable store: the batch must go on without it
+        except OSError as exc:  # the store briefly unreadable (I/O error, NFS hiccup): retry
+            raise QueryFailed(
+                reasons.MODEL_LOAD_FAILED,
+                f"{route.bot_id} version {route.model_version}: reading the snapshot failed "
+                f"(transient, will retry): {exc!r}",
+                phase=reasons.PHASE_LOAD,
+                retriable=True,
+            ) from exc
+        except Exception as exc:  # anything else unreadable: the batch goes on without it
             raise load_failure(
                 route, reasons.MODEL_LOAD_FAILED, f"reading the snapshot failed: {exc!r}"
             ) from exc

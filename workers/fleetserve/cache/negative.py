@@ -20,7 +20,9 @@ class _Remembered:
 def fresh_copy(failure: QueryFailed) -> QueryFailed:
     """An equal QueryFailed. Re-raising one shared instance from many threads and batches
     would keep extending its ``__traceback__``; each caller gets its own."""
-    return QueryFailed(failure.reason, str(failure), phase=failure.phase)
+    return QueryFailed(
+        failure.reason, str(failure), phase=failure.phase, retriable=failure.retriable
+    )
 
 
 class FailureMemo:
@@ -34,7 +36,9 @@ class FailureMemo:
         return len(self._failures)
 
     def remember(self, key: CacheKey, failure: QueryFailed, now: float) -> None:
-        if self.ttl_s == 0:
+        if self.ttl_s == 0 or failure.retriable:
+            # A transient failure is the retry tier's to pace; remembering it would spend
+            # the query's attempts on the memo instead of on the store.
             return
         # Failures are rare, so a sweep on each keeps the memo from growing without a timer.
         self._failures = {k: r for k, r in self._failures.items() if r.until > now}

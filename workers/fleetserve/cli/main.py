@@ -17,6 +17,7 @@ from fleetserve.cli.build_cmd import build
 from fleetserve.cli.config_cmd import config
 from fleetserve.cli.demo_cmd import demo
 from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
+from fleetserve.cli.dlq_cmd import dlq
 from fleetserve.cli.exit_codes import exit_code_for
 from fleetserve.cli.replies_cmd import replies
 from fleetserve.cli.shadow_cmd import shadow_report_command
@@ -131,3 +132,4 @@ cli.add_command(ask)
 cli.add_command(replies)
 cli.add_command(shadow_report_command)
 cli.add_command(worker)
+cli.add_command(dlq)

@@ -50,6 +50,22 @@ logger = logging.getLogger(__name__)
     type=click.IntRange(1_000, 300_000),
     help="Group session timeout: how soon a dead worker's partitions move (10000).",
 )
+@click.option(
+    "--retry-max-attempts",
+    type=click.IntRange(1, 100),
+    help="Tries of a transiently failing query, the first included, before it is "
+    "dead-lettered as retries_exhausted (5).",
+)
+@click.option(
+    "--retry-base-ms",
+    type=click.IntRange(1, 3_600_000),
+    help="First retry delay; it doubles per attempt, with jitter (500).",
+)
+@click.option(
+    "--retry-max-ms",
+    type=click.IntRange(1, 3_600_000),
+    help="Longest retry delay (30000).",
+)
 @pass_settings
 def worker(settings: Settings, /, **options: Any) -> None:
     """Answer queries with each bot's deployed model until SIGINT/SIGTERM.

@@ -36,6 +36,10 @@ class ServingSettings:
     load_threads: int = 2
     # Kafka's default is 45 s; a dead worker's partitions should move sooner than that.
     session_timeout_ms: int = 10_000
+    # The retry tier: tries in all (the first included), and the backoff between them.
+    retry_max_attempts: int = 5
+    retry_base_ms: int = 500
+    retry_max_ms: int = 30_000
 
     @property
     def max_rows_per_bot(self) -> int:
@@ -71,20 +75,20 @@ def serving_settings(
 
 
 def _check(settings: ServingSettings) -> None:
-    problems = []
-    if settings.model_memory_bytes <= 0:
-        problems.append("model memory must be positive")
-    if settings.max_models is not None and settings.max_models < 1:
-        problems.append("max models must be at least 1")
-    if not 1 <= settings.max_batch <= 100_000:
-        problems.append("max batch must be 1..100000")
-    if not 0 < settings.max_bot_share <= 1:
-        problems.append("max bot share must be in (0, 1]")
-    if settings.delivery not in DELIVERIES:
-        problems.append(f"delivery must be one of {', '.join(DELIVERIES)}")
-    if not 1_000 <= settings.session_timeout_ms <= 300_000:
-        problems.append("session timeout must be 1000..300000 ms")
-    if not 0 <= settings.ops_port < 65536:
-        problems.append("ops port must be 0..65535")
+    rules = [
+        (settings.model_memory_bytes > 0, "model memory must be positive"),
+        (settings.max_models is None or settings.max_models >= 1, "max models must be >= 1"),
+        (1 <= settings.max_batch <= 100_000, "max batch must be 1..100000"),
+        (0 < settings.max_bot_share <= 1, "max bot share must be in (0, 1]"),
+        (settings.delivery in DELIVERIES, f"delivery must be one of {', '.join(DELIVERIES)}"),
+        (1_000 <= settings.session_timeout_ms <= 300_000, "session timeout must be 1000..300000"),
+        (1 <= settings.retry_max_attempts <= 100, "retry max attempts must be 1..100"),
+        (
+            1 <= settings.retry_base_ms <= settings.retry_max_ms <= 3_600_000,
+            "need 1 <= retry base ms <= retry max ms <= 3600000",
+        ),
+        (0 <= settings.ops_port < 65536, "ops port must be 0..65535"),
+    ]
+    problems = [message for ok, message in rules if not ok]
     if problems:
         raise ConfigError("; ".join(problems))

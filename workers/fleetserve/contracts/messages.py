@@ -134,11 +134,14 @@ class DeadLetterV1(TypedDict):
     source: DeadLetterSource
     bot_id: str | None
     request_id: str | None
+    stage: Stage | None
     model: DeadLetterModel | None
     deadline_ms: int | None
     attempts: int
+    replay_attempt: int
     worker: WorkerRef
     first_failed_at_ms: int
+    last_failed_at_ms: int
     dead_lettered_at_ms: int
 
 

@@ -1,5 +1,7 @@
 """The failure taxonomy: every dead-letter reason, its phase and what triggers it.
 
+Dead letter now (retrying cannot help):
+
 ============================  ========  ==================================================
 reason                        phase     when
 ============================  ========  ==================================================
@@ -8,18 +10,26 @@ reason                        phase     when
 ``too_large``                 decode    the record is larger than the worker's size cap
 ``unknown_bot``               route     the deployments topic has no record for the bot
 ``no_deployment``             route     the bot has nothing deployed on the query's stage
-``deadline_exceeded``         route     the deadline passed before inference started
+``deadline_exceeded``         route     the deadline passed before inference started, or
+                                        would pass before the next retry is due
 ``model_missing``             load      the deployed snapshot is not in the artifact store
 ``model_corrupt``             load      its bytes fail sha256 or are not a usable model
 ``model_load_failed``         load      onnxruntime refused the model
 ``inference_error``           infer     the run raised or returned non-finite scores
-``deadline_exceeded``         publish   the deadline passed during inference
-``retries_exhausted``         publish   a retriable failure kept failing (issue 5)
+``deadline_exceeded``         infer     the deadline passed during inference
+``retries_exhausted``         (last)    a retriable failure failed every allowed attempt;
+                                        the phase is the last failure's
 ============================  ========  ==================================================
 
-All of these are dead-letter-now dispositions: retrying cannot fix them. Retriable
-failures (the store briefly unreadable, the producer queue full) never become a dead
-letter directly; fatal ones (a fenced producer) stop the worker without committing.
+Retry (``fleetserve.retry``, exponential backoff with jitter, never blocking the query's
+own partition): the artifact store raised an I/O error (``OSError`` other than "not
+found") while reading a snapshot. In place, inside the pass: the producer queue is full
+(the pass waits for deliveries), and an abortable transaction error (the pass is aborted
+and read again).
+
+Fatal (the worker stops without committing; its supervisor restarts it, and the
+restarted transactional producer fences the dead one): a fenced or otherwise fatal
+producer, librdkafka's fatal consumer errors, and a deployments topic that cannot be read.
 """
 
 from __future__ import annotations

@@ -88,7 +88,9 @@ def answer_batch(plan: BatchPlan, models: Models, context: AnswerContext) -> Bat
 
 
 def _failing(error: QueryFailed, route: Route) -> Callable[[DecodedQuery], Failure]:
-    return lambda q: q.failure(error.reason, error.phase, str(error), route=route)
+    return lambda q: q.failure(
+        error.reason, error.phase, str(error), route=route, retriable=error.retriable
+    )
 
 
 def _answer_chunk(

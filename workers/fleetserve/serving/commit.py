@@ -12,12 +12,14 @@ callers deduplicate replies by ``request_id``.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from fleetserve.errors import Disposition, FatalError, classify_kafka_error
+from fleetserve.errors import Disposition, FatalError, RetriableError, classify_kafka_error
+from fleetserve.retry.backoff import BackoffPolicy, compute_backoff
 from fleetserve.serving.processor import Output, Partition, PassResult
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,9 @@ PRODUCER_CONFIG: Mapping[str, Any] = {
     "linger.ms": 2,
     "queue.buffering.max.messages": 200_000,
     "partitioner": "murmur2_random",
+    # Room for the dead letter of the largest query (base64 of 1 MiB plus context); the
+    # dead-letters topic declares the same limit in topics/topics.yaml.
+    "message.max.bytes": 4_194_304,
 }
 # A crashed worker's open transaction blocks read_committed readers until it times out
 # (or the same transactional.id starts again), so keep it short.
@@ -46,11 +51,26 @@ class Committer(Protocol):
     def close(self) -> None: ...
 
 
-def produce_all(producer: Producer, outputs: Sequence[Output], on_delivery: Any = None) -> None:
+class ProducerQueueFull(RetriableError):
+    """The producer queue stayed full for the whole wait: the pass is aborted and re-read."""
+
+
+QUEUE_FULL_POLICY = BackoffPolicy(base_ms=10, max_ms=1_000, max_attempts=40)
+
+
+def produce_all(
+    producer: Producer,
+    outputs: Sequence[Output],
+    on_delivery: Any = None,
+    policy: BackoffPolicy = QUEUE_FULL_POLICY,
+) -> None:
+    """Produce every output; a full queue is waited out with backoff, then given up on."""
     for output in outputs:
-        while True:
+        for attempt in range(1, policy.max_attempts + 1):
             try:
                 kwargs: dict[str, Any] = {"key": output.key, "value": output.value}
+                if output.headers:
+                    kwargs["headers"] = list(output.headers)
                 if output.partition is not None:
                     kwargs["partition"] = output.partition
                 if on_delivery is not None:
@@ -58,7 +78,13 @@ def produce_all(producer: Producer, outputs: Sequence[Output], on_delivery: Any 
                 producer.produce(output.topic, **kwargs)
                 break
             except BufferError:
-                producer.poll(0.05)  # queue full: let deliveries drain, then retry
+                # Queue full: serve delivery callbacks while waiting for it to drain.
+                wait_ms = compute_backoff(policy, attempt, random.random())  # noqa: S311
+                producer.poll(wait_ms / 1e3)
+        else:
+            raise ProducerQueueFull(
+                f"the producer queue stayed full for {policy.max_attempts} waits"
+            )
 
 
 def offsets_of(positions: Mapping[Partition, int]) -> list[TopicPartition]:
@@ -97,6 +123,11 @@ class TransactionalCommitter:
             self._commit_with_retries()
         except KafkaException as exc:
             return self._recover(consumer, result, exc)
+        except ProducerQueueFull as exc:
+            logger.warning("aborting the pass and re-reading it: %s", exc)
+            self.producer.abort_transaction(TIMEOUT_S)
+            rewind(consumer, result.first_offsets)
+            return False
         return True
 
     def _commit_with_retries(self) -> None:
@@ -143,7 +174,12 @@ class AtLeastOnceCommitter:
             if error is not None:
                 failures.append(error)
 
-        produce_all(self.producer, result.outputs, on_delivery)
+        try:
+            produce_all(self.producer, result.outputs, on_delivery)
+        except ProducerQueueFull as exc:
+            logger.warning("re-reading the pass: %s", exc)
+            rewind(consumer, result.first_offsets)
+            return False
         pending = self.producer.flush(TIMEOUT_S)
         if failures or pending:
             first = failures[0] if failures else None

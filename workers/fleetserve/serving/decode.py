@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -39,6 +39,7 @@ class DecodedQuery:
             message,
             bot_id=self.bot_id,
             request_id=self.request_id,
+            stage=self.stage,
             deadline_ms=self.deadline_ms,
             **context,
         )
@@ -80,7 +81,25 @@ def decode_query(
             bot_id=query["bot_id"],
             request_id=query["request_id"],
         )
+    _integral_numbers(query)
     return DecodedQuery(record, query, query.get("stage", default_stage), deadline_of(query))
+
+
+_INTEGER_FIELDS: Final = ("version", "sent_at_ms", "ttl_ms", "deadline_ms", "top_k")
+
+
+def _integral_numbers(query: dict[str, Any]) -> None:
+    """Turn ``3.0`` into ``3`` wherever the contract says integer.
+
+    JSON Schema counts an integral float as an integer, so the validator lets ``3.0``
+    through; Python's slices and librdkafka's partition argument do not.
+    """
+    for name in _INTEGER_FIELDS:
+        if isinstance(query.get(name), float):
+            query[name] = int(query[name])
+    reply_to = query.get("reply_to")
+    if isinstance(reply_to, dict) and isinstance(reply_to.get("partition"), float):
+        reply_to["partition"] = int(reply_to["partition"])
 
 
 def deadline_of(query: dict[str, Any]) -> int | None:

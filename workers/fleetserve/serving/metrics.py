@@ -26,6 +26,12 @@ class WorkerMetrics:
         self.batch_records = Histogram(
             "fleetserve_batch_records", "Records per pass", buckets=_RECORDS, registry=registry
         )
+        self.retries = Counter(
+            "fleetserve_retries",
+            "Queries sent to the retry tier, by the transient failure's reason",
+            ["reason"],
+            registry=registry,
+        )
         self.aborted = Counter(
             "fleetserve_transactions_aborted",
             "Passes whose transaction was aborted and re-read",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
@@ -14,7 +15,12 @@ import orjson
 from fleetserve.contracts import MessageKind, encode
 from fleetserve.deadletters import reasons
 from fleetserve.deadletters.build import Failure, build_dead_letter
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.deadletters.headers import dead_letter_headers
+from fleetserve.kafka.records import Headers, InboundRecord
+from fleetserve.retry.backoff import BackoffPolicy
+from fleetserve.retry.decide import after_transient_failure
+from fleetserve.retry.due import split_due
+from fleetserve.retry.state import RetryState, original_headers, retry_headers, retry_state
 from fleetserve.routing import Route
 from fleetserve.serving.answer import AnswerContext, Models, answer_batch
 from fleetserve.serving.decode import DecodedQuery, decode_query
@@ -32,6 +38,7 @@ class Output:
     key: bytes | None
     value: bytes
     partition: int | None = None
+    headers: Headers = ()
 
 
 @dataclass
@@ -40,8 +47,10 @@ class PassResult:
     next_offsets: dict[Partition, int] = field(default_factory=dict)
     first_offsets: dict[Partition, int] = field(default_factory=dict)
     rewind: dict[Partition, int] = field(default_factory=dict)
+    held: dict[Partition, tuple[int, int]] = field(default_factory=dict)  # retry: offset, due
     replies: Counter[str] = field(default_factory=Counter)  # by stage
     dead_letters: Counter[str] = field(default_factory=Counter)  # by reason
+    retries: Counter[str] = field(default_factory=Counter)  # by the failure's reason
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,11 @@ class ProcessorConfig:
     max_record_bytes: int
     max_rows_per_bot: int
     control_topics: Collection[str] = ()  # never a reply_to target
+    retry_topic: str | None = None  # None: transient failures are dead letters at once
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    draw: Callable[[], float] = random.random  # jitter; tests pass a fixed one
+    # Partition count of a topic, None when it does not exist; None: reply_to unchecked.
+    partitions_of: Callable[[str], int | None] | None = None
 
 
 class BatchProcessor:
@@ -69,8 +83,12 @@ class BatchProcessor:
         self.pin_models = pin_models
 
     def process(self, records: Sequence[InboundRecord]) -> PassResult:
+        held: dict[Partition, tuple[int, int]] = {}
+        if self.config.retry_topic is not None:
+            split = split_due(records, self.config.retry_topic, self.context.clock_ms())
+            records, held = split.due, split.held
         take = fair_take(records, self.config.max_rows_per_bot)
-        result = PassResult(rewind=take.rewind)
+        result = PassResult(rewind=take.rewind, held=held)
         _track_offsets(result, take.records)
         queries: list[DecodedQuery] = []
         refused: list[tuple[InboundRecord, Failure]] = []
@@ -95,23 +113,64 @@ class BatchProcessor:
             )
             result.replies[reply.value["stage"]] += 1
         for record, failure in outcome.failed:
-            result.outputs.append(self._dead_letter(record, failure))
-            result.dead_letters[failure.reason] += 1
+            self._failed(record, failure, result)
         return result
 
-    def _check_reply_to(self, query: DecodedQuery) -> DecodedQuery | Failure:
-        target = (query.query.get("reply_to") or {}).get("topic")
-        if target is not None and target in self.config.control_topics:
-            return query.failure(
-                reasons.SCHEMA,
-                reasons.PHASE_DECODE,
-                f"reply_to.topic: {target} is a fleetserve control topic, not a reply topic",
+    def _failed(self, record: InboundRecord, failure: Failure, result: PassResult) -> None:
+        # Only the retry topic's fleetserve_retry-* headers are ours; on any other topic
+        # they are a caller's bytes and stay exactly that.
+        prior = retry_state(record) if record.topic == self.config.retry_topic else None
+        if failure.retriable and self.config.retry_topic is not None:
+            step = after_transient_failure(
+                record,
+                failure,
+                self.config.backoff,
+                now_ms=self.context.clock_ms(),
+                draw=self.config.draw(),
+                prior=prior,
             )
-        return query
+            if isinstance(step, RetryState):
+                result.outputs.append(self._retry(record, failure, step, prior))
+                result.retries[failure.reason] += 1
+                return
+            failure = step
+        result.outputs.append(self._dead_letter(record, failure, prior))
+        result.dead_letters[failure.reason] += 1
 
-    def _dead_letter(self, record: InboundRecord, failure: Failure) -> Output:
+    def _retry(
+        self, record: InboundRecord, failure: Failure, state: RetryState, prior: RetryState | None
+    ) -> Output:
+        assert self.config.retry_topic is not None
+        logger.info(
+            "retry %d of bot=%s at %s due in %d ms: %s",
+            state.attempts,
+            failure.bot_id,
+            record.where,
+            state.not_before_ms - self.context.clock_ms(),
+            state.message,
+        )
+        own = record.headers if prior is None else original_headers(record)
+        headers = (*own, *retry_headers(state))
+        value = record.value or b""  # never empty: only decoded queries fail transiently
+        return Output(self.config.retry_topic, record.key, value, headers=headers)
+
+    def _check_reply_to(self, query: DecodedQuery) -> DecodedQuery | Failure:
+        reply_to = query.query.get("reply_to") or {}
+        problem = reply_target_problem(
+            reply_to.get("topic"),
+            reply_to.get("partition"),
+            self.config.control_topics,
+            self.config.partitions_of,
+        )
+        if problem is None:
+            return query
+        return query.failure(reasons.SCHEMA, reasons.PHASE_DECODE, problem)
+
+    def _dead_letter(
+        self, record: InboundRecord, failure: Failure, prior: RetryState | None
+    ) -> Output:
         value: dict[str, Any] = build_dead_letter(
-            record, failure, self.context.worker, now_ms=self.context.clock_ms()
+            record, failure, self.context.worker, now_ms=self.context.clock_ms(), retried=prior
         )
         logger.info(
             "dead letter %s (phase %s) bot=%s at %s: %s",
@@ -122,8 +181,36 @@ class BatchProcessor:
             failure.message,
         )
         return Output(
-            self.config.dead_letters_topic, record.key, encode(MessageKind.DEAD_LETTER, value)
+            self.config.dead_letters_topic,
+            record.key,
+            encode(MessageKind.DEAD_LETTER, value),
+            headers=tuple(dead_letter_headers(value)),
         )
+
+
+def reply_target_problem(
+    topic: str | None,
+    partition: int | None,
+    control_topics: Collection[str],
+    partitions_of: Callable[[str], int | None] | None,
+) -> str | None:
+    """Why a query's reply_to cannot be produced to, or None when it can.
+
+    Checked before any work: a reply the producer refuses (unknown topic or partition)
+    would fail the whole pass's transaction, again on every re-read.
+    """
+    if topic is None:
+        return None
+    if topic in control_topics:
+        return f"reply_to.topic: {topic} is a fleetserve control topic, not a reply topic"
+    if partitions_of is None:
+        return None
+    count = partitions_of(topic)
+    if count is None:
+        return f"reply_to.topic: {topic} does not exist"
+    if partition is not None and partition >= count:
+        return f"reply_to.partition: {topic} has {count} partitions, not {partition + 1}"
+    return None
 
 
 def _track_offsets(result: PassResult, records: Sequence[InboundRecord]) -> None:

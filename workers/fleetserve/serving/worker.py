@@ -23,6 +23,7 @@ from fleetserve.kafka.clients import consumer as new_consumer
 from fleetserve.kafka.clients import producer as new_producer
 from fleetserve.kafka.records import InboundRecord
 from fleetserve.ops import HealthInputs, HealthReport, OpsServer, evaluate_health
+from fleetserve.retry.backoff import BackoffPolicy
 from fleetserve.routing.table import RouteChange, RoutingTable
 from fleetserve.routing.tailer import DeploymentTailer
 from fleetserve.serving.answer import AnswerContext
@@ -37,6 +38,7 @@ from fleetserve.serving.commit import (
 from fleetserve.serving.metrics import WorkerMetrics
 from fleetserve.serving.processor import BatchProcessor, PassResult, ProcessorConfig
 from fleetserve.serving.rebalance import RebalanceTracker
+from fleetserve.serving.targets import PartitionCounts, metadata_lookup
 from fleetserve.store import LocalDirectoryStore
 from fleetserve.store.base import ArtifactStore
 from fleetserve.topics.spec import TopicSet
@@ -51,11 +53,13 @@ class WorkerTopics:
     dead_letters: str
     deployments: str
     control: frozenset[str]
+    retry: str | None = None
 
     @classmethod
     def from_declared(cls, declared: TopicSet, replies_override: str | None) -> WorkerTopics:
         control = frozenset(
-            declared.name(role) for role in ("queries", "dead_letters", "retry", "deployments")
+            declared.name(role)
+            for role in ("queries", "dead_letters", "retry", "replays", "deployments")
         )
         return cls(
             queries=declared.name("queries"),
@@ -63,6 +67,7 @@ class WorkerTopics:
             dead_letters=declared.name("dead_letters"),
             deployments=declared.name("deployments"),
             control=control,
+            retry=declared.name("retry"),
         )
 
 
@@ -104,6 +109,13 @@ class Worker:
                 max_record_bytes=self.serving.max_record_bytes,
                 max_rows_per_bot=self.serving.max_rows_per_bot,
                 control_topics=topics.control,
+                retry_topic=topics.retry,
+                partitions_of=PartitionCounts(self._reply_topic_partitions),
+                backoff=BackoffPolicy(
+                    base_ms=self.serving.retry_base_ms,
+                    max_ms=self.serving.retry_max_ms,
+                    max_attempts=self.serving.retry_max_attempts,
+                ),
             ),
             AnswerContext(
                 self.identity,
@@ -116,6 +128,7 @@ class Worker:
         )
         self.rebalance = RebalanceTracker()
         self.assigned: set[tuple[str, int]] = set()
+        self.paused_until: dict[tuple[str, int], int] = {}  # retry partitions not yet due
         self._stop = threading.Event()
         self._heartbeat = time.monotonic()
         self._committer: Committer | None = None
@@ -137,7 +150,7 @@ class Worker:
             self._committer.start()
             self._consumer = self._new_consumer()
             self._consumer.subscribe(
-                [self.topics.queries],
+                [self.topics.queries, *([self.topics.retry] if self.topics.retry else [])],
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
                 on_lost=self._on_revoke,
@@ -187,6 +200,7 @@ class Worker:
     def _loop(self, consumer: Consumer, committer: Committer) -> None:
         while not self._stop.is_set():
             self._heartbeat = time.monotonic()
+            self._resume_due(consumer)
             messages = consumer.consume(self.serving.max_batch, self.serving.poll_timeout_s)
             records = self._records(messages)
             self._note_rebalance_window()
@@ -202,11 +216,31 @@ class Worker:
             # Offsets beyond the fair share were never processed: read them next pass.
             rewind(consumer, result.rewind)
             self.metrics.deferred.inc(len(result.rewind))
+        if result.held:
+            self._hold(consumer, result.held)
         if committer.commit(consumer, result):
             self._count(result)
         else:
             self.metrics.aborted.inc()
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _hold(self, consumer: Consumer, held: dict[tuple[str, int], tuple[int, int]]) -> None:
+        """Pause retry partitions whose head is not due, so waiting costs no polling."""
+        rewind(consumer, {where: offset for where, (offset, _) in held.items()})
+        owned = [where for where in held if where in self.assigned]
+        consumer.pause([TopicPartition(topic, partition) for topic, partition in owned])
+        for where in owned:
+            self.paused_until[where] = held[where][1]
+
+    def _resume_due(self, consumer: Consumer) -> None:
+        if not self.paused_until:
+            return
+        now_ms = self.processor.context.clock_ms()
+        due = [where for where, due_ms in self.paused_until.items() if due_ms <= now_ms]
+        if due:
+            consumer.resume([TopicPartition(topic, partition) for topic, partition in due])
+            for where in due:
+                del self.paused_until[where]
 
     def _records(self, messages: list[Message]) -> list[InboundRecord]:
         records = []
@@ -227,12 +261,15 @@ class Worker:
 
     def _count(self, result: PassResult) -> None:
         taken = sum(result.replies.values()) + sum(result.dead_letters.values())
+        taken += sum(result.retries.values())
         self.metrics.records.inc(taken)
         self.metrics.batch_records.observe(taken)
         for stage, n in result.replies.items():
             self.metrics.replies.labels(stage).inc(n)
         for reason, n in result.dead_letters.items():
             self.metrics.dead_letters.labels(reason).inc(n)
+        for reason, n in result.retries.items():
+            self.metrics.retries.labels(reason).inc(n)
 
     # -- routing and rebalances -------------------------------------------------------------
 
@@ -252,7 +289,10 @@ class Worker:
         self._assignment_changed(f"+{len(partitions)} partitions")
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.assigned.difference_update(gone)
+        for where in gone & self.paused_until.keys():
+            del self.paused_until[where]
         self._assignment_changed(f"-{len(partitions)} partitions")
 
     def _assignment_changed(self, change: str) -> None:
@@ -267,6 +307,11 @@ class Worker:
             self.metrics.rebalance_cold_loads.observe(done[1])
 
     # -- clients and health -----------------------------------------------------------------
+
+    def _reply_topic_partitions(self, topic: str) -> int | None:
+        if self._consumer is None:  # not serving yet: nothing to check against
+            return None
+        return metadata_lookup(self._consumer)(topic)
 
     def _new_consumer(self) -> Consumer:
         return new_consumer(

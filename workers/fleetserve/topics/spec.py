@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 # Roles the code depends on; a topic file must declare each of them.
-REQUIRED_ROLES = ("queries", "replies", "dead_letters", "retry", "deployments")
+REQUIRED_ROLES = ("queries", "replies", "dead_letters", "retry", "replays", "deployments")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Operators' view of the dead-letter topic: list, show, stats and replay."""
