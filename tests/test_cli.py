@@ -9,6 +9,7 @@ from fleetserve.cli.main import cli
 
 EXPECTED_COMMANDS = {
     "up",
+    "bench",
     "dlq",
     "broker",
     "topics",

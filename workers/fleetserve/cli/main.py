@@ -11,6 +11,7 @@ import click
 
 from fleetserve import __version__
 from fleetserve.cli.ask_cmd import ask
+from fleetserve.cli.bench_cmd import bench
 from fleetserve.cli.bots_cmd import bots
 from fleetserve.cli.broker_cmd import broker
 from fleetserve.cli.build_cmd import build
@@ -118,6 +119,7 @@ def configure_logging(level: str) -> None:
 
 cli.add_command(up)
 cli.add_command(demo)
+cli.add_command(bench)
 cli.add_command(broker)
 cli.add_command(topics)
 cli.add_command(bots)

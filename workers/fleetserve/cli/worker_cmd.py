@@ -66,6 +66,12 @@ logger = logging.getLogger(__name__)
     type=click.IntRange(1, 3_600_000),
     help="Longest retry delay (30000).",
 )
+@click.option(
+    "--fetch-wait-max-ms",
+    type=click.IntRange(1, 500),
+    help="Longest the broker may hold an empty fetch (5); bounds added latency on brokers "
+    "that do not answer early.",
+)
 @pass_settings
 def worker(settings: Settings, /, **options: Any) -> None:
     """Answer queries with each bot's deployed model until SIGINT/SIGTERM.

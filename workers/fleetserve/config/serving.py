@@ -36,6 +36,10 @@ class ServingSettings:
     load_threads: int = 2
     # Kafka's default is 45 s; a dead worker's partitions should move sooner than that.
     session_timeout_ms: int = 10_000
+    # How long the broker may hold an empty fetch. Apache Kafka answers as soon as data
+    # arrives, so this only costs idle fetches; Tansu holds the fetch for all of it (seen
+    # here), so it adds up to this much to a query's latency.
+    fetch_wait_max_ms: int = 5
     # The retry tier: tries in all (the first included), and the backoff between them.
     retry_max_attempts: int = 5
     retry_base_ms: int = 500
@@ -88,6 +92,7 @@ def _check(settings: ServingSettings) -> None:
             "need 1 <= retry base ms <= retry max ms <= 3600000",
         ),
         (0 <= settings.ops_port < 65536, "ops port must be 0..65535"),
+        (1 <= settings.fetch_wait_max_ms <= 500, "fetch wait max ms must be 1..500"),
     ]
     problems = [message for ok, message in rules if not ok]
     if problems:

@@ -5,7 +5,6 @@ Pure apart from the model run itself and the injected clock: no Kafka, no store.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -114,12 +113,17 @@ def _answer_chunk(
     now_ms = context.clock_ms()
     k_max = max(q.query.get("top_k", context.default_top_k) for q in chunk)
     ranked = np.argsort(-probs, axis=1, kind="stable")[:, : min(k_max, probs.shape[1])]
+    # One conversion per chunk instead of one numpy scalar per score: float32 softmax can
+    # land a hair outside [0, 1], and the contract says a probability.
+    scores = np.clip(np.nan_to_num(np.take_along_axis(probs, ranked, axis=1)), 0.0, 1.0)
+    ranked_rows, score_rows = ranked.tolist(), scores.tolist()
+    timing = {"started_ms": started_ms, "inference_ms": inference_ms, "now_ms": now_ms}
     for row, query in enumerate(chunk):
         if query.deadline_ms is not None and query.deadline_ms < now_ms:
             out.failed.append((query.record, _late(query, model.route, now_ms)))
             continue
-        timing = {"started_ms": started_ms, "inference_ms": inference_ms, "now_ms": now_ms}
-        out.replies.append(_reply(model, query, probs[row], ranked[row], timing, context))
+        top = (ranked_rows[row], score_rows[row])
+        out.replies.append(_reply(model, query, top, timing, context))
 
 
 def _run(model: ServingModel, texts: list[str]) -> npt.NDArray[np.float32]:
@@ -145,17 +149,17 @@ def _late(query: DecodedQuery, route: Route, now_ms: int) -> Failure:
 def _reply(
     model: ServingModel,
     query: DecodedQuery,
-    probs: npt.NDArray[np.float32],
-    ranked: npt.NDArray[np.intp],
+    ranked_scores: tuple[list[int], list[float]],
     timing: Mapping[str, float],
     context: AnswerContext,
 ) -> Reply:
     q = query.query
     labels = model.metadata.labels
+    ranked, scores = ranked_scores
     k = min(q.get("top_k", context.default_top_k), len(ranked))
-    top = [{"intent": labels[i], "score": _probability(probs[i])} for i in ranked[:k]]
-    confidence = top[0]["score"]
-    fallback = bool(confidence < model.metadata.fallback_threshold)
+    top = [{"intent": labels[i], "score": scores[n]} for n, i in enumerate(ranked[:k])]
+    confidence = scores[0]
+    fallback = confidence < model.metadata.fallback_threshold
     sent = q["sent_at_ms"]
     route = model.route
     value: dict[str, Any] = {
@@ -168,7 +172,7 @@ def _reply(
             "sha256": route.sha256,
             "quantization": model.quantization,
         },
-        "intent": FALLBACK_INTENT if fallback else top[0]["intent"],
+        "intent": FALLBACK_INTENT if fallback else labels[ranked[0]],
         "confidence": confidence,
         "top_k": top,
         "fallback": fallback,
@@ -192,9 +196,3 @@ def _reply(
     return Reply(
         query.record, reply_to.get("topic", context.replies_topic), reply_to.get("partition"), value
     )
-
-
-def _probability(value: np.floating[Any]) -> float:
-    # float32 softmax can land a hair outside [0, 1]; the contract says a probability.
-    number = float(value)
-    return min(1.0, max(0.0, number)) if math.isfinite(number) else 0.0

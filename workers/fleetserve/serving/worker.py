@@ -201,11 +201,26 @@ class Worker:
         while not self._stop.is_set():
             self._heartbeat = time.monotonic()
             self._resume_due(consumer)
-            messages = consumer.consume(self.serving.max_batch, self.serving.poll_timeout_s)
+            messages = self._poll(consumer)
             records = self._records(messages)
             self._note_rebalance_window()
             if records:
                 self._one_pass(consumer, committer, records)
+
+    def _poll(self, consumer: Consumer) -> list[Message]:
+        """What is already fetched, up to max_batch; else wait for the first record.
+
+        ``consume(n, timeout)`` waits until n records or the timeout, so at low load every
+        query would wait out the timeout; this returns as soon as anything is there, and
+        batches grow by themselves while a pass is busy.
+        """
+        messages = consumer.consume(self.serving.max_batch, 0)
+        if messages:
+            return messages
+        first = consumer.poll(self.serving.poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *consumer.consume(self.serving.max_batch - 1, 0)]
 
     def _one_pass(
         self, consumer: Consumer, committer: Committer, records: Sequence[InboundRecord]
@@ -326,6 +341,9 @@ class Worker:
                 "enable.auto.commit": self.serving.delivery == "at-least-once",
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": False,
+                # A broker that holds an empty fetch for its whole wait (Tansu does, seen
+                # here) would add up to that wait to every query's latency.
+                "fetch.wait.max.ms": self.serving.fetch_wait_max_ms,
             },
         )
 

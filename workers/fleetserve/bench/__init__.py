@@ -1,0 +1,1 @@
+"""`fleetserve bench`: end-to-end scenarios through the real broker, against baselines."""
