@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from fleetserve.bench.metrics_scrape import running_workers
 from fleetserve.bench.scenarios import preload
 from fleetserve.bench.world import bench_world
 
@@ -64,7 +65,7 @@ def main() -> None:
     raw = Path(tempfile.mkdtemp()) / "worker.raw"
     with bench_world(args.bots, seed=7) as world:
         topics = world.namespace("profile.")
-        with world.worker_group(1, "profile", (), "profile.") as (worker,):
+        with running_workers(world, 1, "profile", (), "profile.") as (worker,):
             spy = subprocess.Popen(
                 ["py-spy", "record", "-p", str(worker.pid), "-d", str(args.seconds), "-r", "200",
                  "-f", "raw", "-o", str(raw), "--nonblocking"],

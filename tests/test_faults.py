@@ -6,6 +6,7 @@ the committed output: exactly one reply or one dead letter, nothing lost, nothin
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -316,7 +317,8 @@ def test_a_stalled_broker_ends_in_answers_and_deadline_dead_letters(
                 request_id: str = query["request_id"]
                 return request_id
 
-            sent = stall_under_load(broker_process(broker), lambda i: ask(bots[i % 3], 3000))
+            assert broker.pid is not None
+            sent = stall_under_load(broker.pid, lambda i: ask(bots[i % 3], 3000))
             # After the stall, queries with time to spare must all be answered again.
             after = {ask(bots[i % 3], 60_000) for i in range(60)}
             assert producer.flush(30) == 0
@@ -336,27 +338,21 @@ def test_a_stalled_broker_ends_in_answers_and_deadline_dead_letters(
     print(f"stall: {dict(kinds)}")
 
 
-def stall_under_load(broker: subprocess.Popen[bytes], ask: Callable[[int], str]) -> set[str]:
+def stall_under_load(broker_pid: int, ask: Callable[[int], str]) -> set[str]:
     """Ask for 14 s with the broker stopped (SIGSTOP) from 2 s to 10 s."""
     sent: set[str] = set()
     started = time.monotonic()
-    resume = threading.Timer(10, broker.send_signal, (signal.SIGCONT,))
+    resume = threading.Timer(10, os.kill, (broker_pid, signal.SIGCONT))
     resume.start()
     stopped = False
     while time.monotonic() - started < 14:
         sent.add(ask(len(sent)))
         if time.monotonic() - started > 2 and not stopped:
-            broker.send_signal(signal.SIGSTOP)
+            os.kill(broker_pid, signal.SIGSTOP)
             stopped = True
         time.sleep(0.02)
     resume.join()
     return sent
-
-
-def broker_process(broker: EmbeddedBroker) -> subprocess.Popen[bytes]:
-    process: subprocess.Popen[bytes] | None = broker._process
-    assert process is not None
-    return process
 
 
 # -- replay round trip ------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Workers the benchmark can look inside: their ops port's /metrics, scraped and summed.
 
-``BenchWorld.worker_group`` yields processes only; the density and rebalance scenarios
-also need each worker's ops port (its Prometheus metrics) and need to add or stop one
-member while the others run, hence :func:`running_workers` and :class:`GroupMember`.
+:func:`running_workers` is every scenario's worker group: each :class:`GroupMember` has
+its process, its ops port (its Prometheus metrics) and its log, and the rebalance
+scenario adds or stops one member while the others run.
 
 Cold-load percentiles come from the cache's load-latency *histogram*
 (``fleetserve_cache_load_seconds``), the only per-load record a worker exports; they are

@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import Message
 from confluent_kafka.admin import NewTopic
 
+from fleetserve.bench.metrics_scrape import running_workers
 from fleetserve.bench.outputs import (
     ReplyPoint,
     baseline_point,
@@ -128,7 +129,7 @@ def fleetserve_run(
     """A settled worker group in its own namespace, then the load, then its replies."""
     prefix = f"bench-{system}."
     topics = world.namespace(prefix)
-    with world.worker_group(workers, f"bench-{system}", extra, prefix) as processes:
+    with running_workers(world, workers, f"bench-{system}", extra, prefix) as processes:
         pids = [p.pid for p in processes]
         cpu_before = cpu_seconds([*pids, world.broker_pid])
         preload(world, topics.name("queries"), load.queries, load.zipf_s, load.seed)
@@ -199,7 +200,7 @@ def latency_run(
     """Paced queries at ``offered_per_s`` through a running group; latency from each reply."""
     topics = world.namespace("bench-latency.")
     topic, replies = topics.name("queries"), topics.name("replies")
-    with world.worker_group(workers, "bench-latency", (), "bench-latency.") as processes:
+    with running_workers(world, workers, "bench-latency", (), "bench-latency.") as processes:
         count = int(offered_per_s * duration_s)
         bots = zipf_bots(world.bot_ids, count, zipf_s, seed=99)
         writer = producer(world.kafka, {"linger.ms": 1})

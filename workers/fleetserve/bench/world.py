@@ -8,9 +8,7 @@ not what is being measured.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -22,7 +20,7 @@ from fleetserve.bots.fleet import make_fleet
 from fleetserve.broker import EmbeddedBroker
 from fleetserve.broker.embedded import free_loopback_port
 from fleetserve.config import KafkaSettings
-from fleetserve.demo.run import build_fleet, deploy_all, stop_workers, wait_ready
+from fleetserve.demo.run import build_fleet, deploy_all, spawn_worker
 from fleetserve.kafka.clients import admin_client
 from fleetserve.store import LocalDirectoryStore
 from fleetserve.topics.apply import apply_topics
@@ -48,7 +46,6 @@ class BenchWorld:
     texts: dict[str, list[str]]
     work_dir: Path
     workers_started: int = 0
-    queries_sent: int = 0  # every system reads the queries topic from its beginning
 
     @property
     def bootstrap(self) -> str:
@@ -74,38 +71,21 @@ class BenchWorld:
     def spawn_worker(
         self, group: str, extra: Sequence[str] = (), prefix: str = ""
     ) -> tuple[subprocess.Popen[bytes], int, Path]:
+        """One more worker of ``group`` on the topics under ``prefix``; not yet ready."""
         self.workers_started += 1
         port = free_loopback_port()
         log = self.work_dir / f"worker-{self.workers_started}.log"
-        command = [
-            sys.executable, "-m", "fleetserve",
-            "--bootstrap", self.bootstrap,
-            "--store", str(self.store_dir),
-            "--group", group,
-            "--topic-prefix", prefix,
-            "--worker-id", f"bench-{self.workers_started}",
-            "--log-level", "WARNING",
-            "worker", "--ops-port", str(port), "--session-timeout-ms", "6000",
-            *extra,
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETSERVE_")}
-        with log.open("wb") as sink:
-            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        process = spawn_worker(
+            self.bootstrap,
+            self.store_dir,
+            self.workers_started,
+            port,
+            log,
+            worker_id=f"bench-{self.workers_started}",
+            global_args=["--group", group, "--topic-prefix", prefix, "--log-level", "WARNING"],
+            worker_args=extra,
+        )
         return process, port, log
-
-    @contextmanager
-    def worker_group(
-        self, size: int, group: str, extra: Sequence[str] = (), prefix: str = ""
-    ) -> Iterator[list[subprocess.Popen[bytes]]]:
-        """``size`` ready workers in ``group``; SIGTERM and wait on the way out."""
-        started = [self.spawn_worker(group, extra, prefix) for _ in range(size)]
-        processes = [process for process, _, _ in started]
-        try:
-            for process, port, log in started:
-                wait_ready(process, port, log)
-            yield processes
-        finally:
-            stop_workers(processes, lambda line: logger.info("%s", line))
 
 
 @contextmanager

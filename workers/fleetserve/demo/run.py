@@ -11,7 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +142,17 @@ def worker_group(
 
 
 def spawn_worker(
-    bootstrap: str, store_dir: Path, index: int, port: int, log: Path
+    bootstrap: str,
+    store_dir: Path,
+    index: int,
+    port: int,
+    log: Path,
+    *,
+    worker_id: str | None = None,
+    global_args: Sequence[str] = (),
+    worker_args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
+    """``fleetserve worker`` as a child process, with only its arguments as settings."""
     command = [
         sys.executable,
         "-m",
@@ -153,12 +162,14 @@ def spawn_worker(
         "--store",
         str(store_dir),
         "--worker-id",
-        f"demo-{index}",
+        worker_id or f"demo-{index}",
+        *global_args,
         "worker",
         "--ops-port",
         str(port),
         "--session-timeout-ms",
         "6000",
+        *worker_args,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETSERVE_")}
     with log.open("wb") as sink:
