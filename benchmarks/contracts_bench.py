@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetserve.contracts import MessageKind, decode, encode
+from fleetserve.contracts.codec import duplicate_key
 from fleetserve.contracts.schemas import load_schema, validator
 
 EXAMPLES = files("fleetserve.schemas").joinpath("examples")
@@ -39,6 +40,7 @@ def measure() -> dict[str, Any]:
     query_raw = example("query", "valid-full-ttl-trace.json")
     reply = decode(MessageKind.REPLY, example("reply", "valid-answer-with-trace.json"))
     query_validator = validator(MessageKind.QUERY)
+    parsed = json.loads(query_raw)
     results: dict[str, Any] = {
         "decode_query_orjson_fastjsonschema_per_s": per_second(
             lambda: decode(MessageKind.QUERY, query_raw)
@@ -47,6 +49,8 @@ def measure() -> dict[str, Any]:
             lambda: query_validator(json.loads(query_raw))
         ),
         "encode_reply_per_s": per_second(lambda: encode(MessageKind.REPLY, reply)),
+        # The repeated-key check decode() runs on every message (its share of the decode).
+        "duplicate_key_check_per_s": per_second(lambda: duplicate_key(query_raw, parsed)),
     }
     try:
         import jsonschema  # noqa: PLC0415 - optional comparison only

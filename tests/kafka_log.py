@@ -37,8 +37,11 @@ in every partition the transaction wrote to; when a ``transactional.id`` comes
 back (``init_transactions``), the old transaction's ABORT markers carry the old
 producer epoch, and the new producer keeps the producer id with the epoch
 bumped. Markers are matched by producer id alone, as Apache Kafka's aborted
-transaction index is, so either epoch works. Tansu answers a Fetch with
-``max_wait_ms=0`` with no topics at all, hence the 1 ms wait below.
+transaction index is, and by epoch as :func:`apply_markers` says. Tansu answers a Fetch with
+``max_wait_ms=0`` with no topics at all, hence the 1 ms wait below; and once a partition
+holds a few thousand batches it answers a 1 ms fetch below the high watermark with no
+records (it gives up before it has found the offset), so an empty answer quadruples the
+wait, up to 5 s, for the rest of that partition.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ RETRY_SLEEP_S = 0.05
 # Tansu answers a Fetch with max_wait_ms=0 with no topics at all; at the high watermark
 # it waits max_wait_ms even with min_bytes=0. One millisecond is the cheapest that works.
 FETCH_MAX_WAIT_MS = 1
+MAX_FETCH_WAIT_MS = 5_000
 
 COMPRESSION_MASK = 0x07
 TIMESTAMP_TYPE_BIT = 0x08  # 1 = LogAppendTime: every record's timestamp is maxTimestamp
@@ -468,30 +472,49 @@ def _by_position(record: LogRecord) -> tuple[int, int]:
 def apply_markers(topic: str, partition: int, batches: Iterable[RecordBatch]) -> CommittedLog:
     """Sort one partition's batches (in offset order) into committed, aborted and open records.
 
-    A control marker ends the pending transaction of its producer id whatever the epochs:
-    a coordinator that fences a producer writes the ABORT with the bumped epoch.
+    Records of a transactional producer are held until its next control marker, with the
+    producer epoch taken into account, as Apache Kafka's transaction state does:
+
+    * a marker of epoch ``E`` ends the held records of epochs up to ``E`` (a coordinator
+      that fences a producer writes the ABORT with the bumped epoch; Tansu writes it with
+      the old one). Held records of a later epoch stay held: a late marker of a fenced
+      incarnation must not end its successor's transaction;
+    * data of epoch ``E`` arriving while records of an earlier epoch are still held means
+      that earlier transaction was fenced: it can never commit, so those records are
+      aborted even if its ABORT marker is missing from this partition.
+
+    Without the second rule, an aborted record whose marker went astray was committed by
+    the next incarnation's COMMIT (a "committed" duplicate the worker never made).
     """
     committed: list[LogRecord] = []
     aborted: list[LogRecord] = []
-    pending: dict[int, list[LogRecord]] = {}
+    pending: dict[int, list[tuple[int, LogRecord]]] = {}  # producer id -> (epoch, record)
+
+    def end(producer_id: int, epoch: int, into: list[LogRecord]) -> None:
+        held = pending.pop(producer_id, [])
+        into.extend(record for record_epoch, record in held if record_epoch <= epoch)
+        later = [(e, record) for e, record in held if e > epoch]
+        if later:
+            pending[producer_id] = later
+
     for batch in batches:
         if batch.control:
             for marker in batch.control_types():
-                held = pending.pop(batch.producer_id, [])
-                if marker == COMMIT:
-                    committed.extend(held)
-                elif marker == ABORT:
-                    aborted.extend(held)
-                else:
+                if marker not in (ABORT, COMMIT):
                     raise KafkaLogError(
                         f"{topic}/{partition} offset {batch.base_offset}: "
                         f"unknown control record type {marker}"
                     )
+                end(batch.producer_id, batch.producer_epoch, committed if marker else aborted)
         elif batch.transactional:
-            pending.setdefault(batch.producer_id, []).extend(_log_records(topic, partition, batch))
+            held = pending.get(batch.producer_id, [])
+            if any(epoch < batch.producer_epoch for epoch, _ in held):
+                end(batch.producer_id, batch.producer_epoch - 1, aborted)  # fenced, unmarked
+            records = [(batch.producer_epoch, r) for r in _log_records(topic, partition, batch)]
+            pending.setdefault(batch.producer_id, []).extend(records)
         else:
             committed.extend(_log_records(topic, partition, batch))
-    still_open = [record for held in pending.values() for record in held]
+    still_open = [record for held in pending.values() for _, record in held]
     return CommittedLog(
         committed=sorted(committed, key=_by_position),
         aborted=sorted(aborted, key=_by_position),
@@ -638,10 +661,17 @@ class _Connection:
             raise KafkaLogError(f"Metadata from {self._where()} names no partitions of {topic!r}")
         return brokers, partitions
 
-    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int) -> _FetchedPartition:
+    def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        max_bytes: int,
+        wait_ms: int = FETCH_MAX_WAIT_MS,
+    ) -> _FetchedPartition:
         body = (
             _INT32.pack(-1)  # replica_id: a consumer
-            + _INT32.pack(FETCH_MAX_WAIT_MS)
+            + _INT32.pack(wait_ms)
             + _INT32.pack(0)  # min_bytes: answer with whatever there is
             + _INT32.pack(max_bytes)
             + _INT8.pack(READ_UNCOMMITTED)  # control batches and all, up to the high watermark
@@ -741,10 +771,13 @@ class _Session:
         batches: list[RecordBatch] = []
         offset = 0
         max_bytes = FIRST_MAX_BYTES
+        wait_ms = FETCH_MAX_WAIT_MS
         what = f"reading {topic}/{partition} at offset {{}}"
         while True:
             try:
-                fetched = self.connection(leader).fetch(topic, partition, offset, max_bytes)
+                fetched = self.connection(leader).fetch(
+                    topic, partition, offset, max_bytes, wait_ms
+                )
             except _Retriable as exc:
                 self.retry(what.format(offset), exc)
                 continue
@@ -760,6 +793,10 @@ class _Session:
                 offset = new[-1].last_offset + 1
             elif len(fetched.records) >= max_bytes and max_bytes < MAX_MAX_BYTES:
                 max_bytes *= 2  # one batch bigger than we asked for, cut short
+            elif not fetched.records and wait_ms < MAX_FETCH_WAIT_MS:
+                # Below the high watermark and nothing came back: Tansu gives up on a long
+                # partition before it has gathered a response. Give it longer each time.
+                wait_ms = min(wait_ms * 4, MAX_FETCH_WAIT_MS)
             else:
                 self.retry(
                     what.format(offset),

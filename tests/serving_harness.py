@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -86,7 +87,10 @@ def worker_factory(
             worker_id=unique_name("w"),
             store_dir=built.store_dir,
             serving=ServingSettings(
-                ops_port=0, session_timeout_ms=int(TEST_SESSION_TIMEOUT_MS), **serving
+                ops_port=0,
+                session_timeout_ms=int(TEST_SESSION_TIMEOUT_MS),
+                state_dir=str(state_dir(declared.prefix)),
+                **serving,
             ),
         )
         worker = Worker(settings, WorkerTopics.from_declared(declared, replies_topic))
@@ -238,8 +242,15 @@ def worker_argv(
         "0",
         "--session-timeout-ms",
         TEST_SESSION_TIMEOUT_MS,
+        "--state-dir",
+        str(state_dir(prefix)),
         *extra,
     ]
+
+
+def state_dir(prefix: str) -> Path:
+    """Where a test's workers keep the pass in flight: per namespace, never the checkout."""
+    return Path(tempfile.gettempdir()) / "fleetserve-test-state" / (prefix or "default")
 
 
 def clean_env() -> dict[str, str]:

@@ -23,7 +23,9 @@ from fleetserve.cache.footprint import (
 )
 from fleetserve.cache.heap import glibc_heap_probe
 from fleetserve.cache.onnx_guard import NotOnnx, RefusedModel, check_model_bytes
-from fleetserve.errors import QueryFailed
+from fleetserve.config.serving import ServingSettings
+from fleetserve.errors import ConfigError, QueryFailed
+from fleetserve.models.config import MAX_MODEL_KB_LIMIT, ModelConfig
 from fleetserve.models.graph import with_metadata, without_metadata
 from fleetserve.models.metadata import KEY_FORMAT, KEY_LABELS, metadata_props
 from fleetserve.models.runtime import predict
@@ -222,6 +224,76 @@ def test_an_unreadable_store_is_model_load_failed(built: BuiltBots) -> None:
     error = failure(SnapshotLoader(BrokenStore(built.store_dir)), route)
     assert error.reason == "model_load_failed"
     assert "Permission denied" in str(error)
+
+
+# -- the size cap --------------------------------------------------------------------------
+
+
+class CountingStore(LocalDirectoryStore):
+    """Counts model reads, to show an oversized snapshot is refused before being read."""
+
+    model_reads = 0
+
+    def read_model(self, bot_id: str, version: str, max_bytes: int | None = None) -> bytes:
+        CountingStore.model_reads += 1
+        return super().read_model(bot_id, version, max_bytes)
+
+
+def test_a_snapshot_over_the_cap_is_refused_before_it_is_read(
+    real_bytes: bytes, tmp_path: Path
+) -> None:
+    store = CountingStore(tmp_path)
+    route = publish(store, real_bytes)
+    cap = len(real_bytes) - 1
+    error = failure(SnapshotLoader(store, max_model_bytes=cap), route)
+    assert error.reason == "model_load_failed"
+    assert f"is {len(real_bytes)} bytes, over the worker's cap of {cap} bytes" in str(error)
+    assert CountingStore.model_reads == 0
+    assert SnapshotLoader(store, max_model_bytes=len(real_bytes))(route).route == route
+
+
+def test_a_manifest_that_understates_the_size_is_caught_by_the_read(
+    real_bytes: bytes, tmp_path: Path
+) -> None:
+    store = LocalDirectoryStore(tmp_path)
+    route = publish(store, real_bytes)
+    manifest_path = store.snapshot_dir(route.bot_id, route.model_version) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model"]["size_bytes"] = 10
+    manifest_path.write_text(json.dumps(manifest))
+    error = failure(SnapshotLoader(store, max_model_bytes=1000), route)
+    assert error.reason == "model_load_failed"
+    assert "over the worker's cap of 1000 bytes" in str(error)
+
+
+def test_tensors_that_declare_more_than_the_cap_are_refused(
+    real_bytes: bytes, tmp_path: Path
+) -> None:
+    """A small file whose tensors claim gigabytes: what a session would try to allocate."""
+
+    def claim_a_huge_table(model: onnx.ModelProto) -> None:
+        huge = TensorProto(name="huge", data_type=TensorProto.FLOAT, dims=[1 << 20, 1 << 10])
+        model.graph.initializer.append(huge)
+
+    doctored = edit(real_bytes, claim_a_huge_table)
+    route = publish(LocalDirectoryStore(tmp_path), doctored)
+    error = failure(SnapshotLoader(LocalDirectoryStore(tmp_path), max_model_bytes=64 << 20), route)
+    assert error.reason == "model_load_failed"
+    assert "its tensors declare 42" in str(error)  # 4 GiB plus the real tables
+    assert "over the worker's cap of 67108864" in str(error)
+    with pytest.raises(RefusedModel):
+        check_model_bytes(doctored, max_tensor_bytes=64 << 20)
+
+
+def test_the_default_cap_admits_the_largest_model_the_factory_publishes(built: BuiltBots) -> None:
+    largest = ModelConfig.from_params({"max_model_kb": MAX_MODEL_KB_LIMIT})
+    fp32_bytes = 4 * largest.max_model_kb * 1024  # the int8 gate may publish fp32 instead
+    assert ServingSettings().max_model_bytes >= fp32_bytes
+    with pytest.raises(ConfigError):
+        ModelConfig.from_params({"max_model_kb": MAX_MODEL_KB_LIMIT + 1})
+    bot = built.bot_ids[1]
+    loader = SnapshotLoader(built.store, max_model_bytes=ServingSettings().max_model_bytes)
+    assert loader(built.route(bot)).route.bot_id == bot
 
 
 # -- the guard -----------------------------------------------------------------------------

@@ -133,6 +133,7 @@ def reply_record(query: dict[str, Any], source: Message, *, intent: str) -> dict
             "topic": source.topic() or "",
             "partition": source.partition() or 0,
             "offset": source.offset() or 0,
+            "attempt": 1,
         },
         "produced_at_ms": time.time_ns() // 1_000_000,
     }

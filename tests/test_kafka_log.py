@@ -78,6 +78,7 @@ def encode_batch(
     *,
     attributes: int = 0,
     producer_id: int = -1,
+    epoch: int = 0,
     base_timestamp: int = 1_700_000_000_000,
     gzipped: bool = False,
 ) -> bytes:
@@ -94,7 +95,7 @@ def encode_batch(
             base_timestamp,
             base_timestamp + 5,
             producer_id,
-            0 if producer_id >= 0 else -1,
+            epoch if producer_id >= 0 else -1,
             0 if producer_id >= 0 else -1,
             len(records),
         )
@@ -104,15 +105,17 @@ def encode_batch(
     return struct.pack(">qi", base_offset, len(after_length)) + after_length
 
 
-def control_batch(offset: int, producer_id: int, marker: int) -> bytes:
+def control_batch(offset: int, producer_id: int, marker: int, epoch: int = 0) -> bytes:
     record = encode_record(0, struct.pack(">hh", 0, marker), struct.pack(">hi", 0, 0))
-    return encode_batch(offset, [record], attributes=0x30, producer_id=producer_id)
+    return encode_batch(offset, [record], attributes=0x30, producer_id=producer_id, epoch=epoch)
 
 
-def data_batch(offset: int, producer_id: int, *values: bytes) -> bytes:
+def data_batch(offset: int, producer_id: int, *values: bytes, epoch: int = 0) -> bytes:
     records = [encode_record(i, None, value) for i, value in enumerate(values)]
     attributes = 0x10 if producer_id >= 0 else 0
-    return encode_batch(offset, records, attributes=attributes, producer_id=producer_id)
+    return encode_batch(
+        offset, records, attributes=attributes, producer_id=producer_id, epoch=epoch
+    )
 
 
 # A batch exactly as Tansu 0.6.0 returned it: one non-transactional record, value b"plain".
@@ -255,6 +258,40 @@ def test_apply_markers_follows_each_producers_next_marker() -> None:
     assert {record.partition for record in result.committed} == {4}
     assert [record.transactional for record in result.committed] == [True, False, True, True, False]
     assert [record.producer_id for record in result.committed] == [8, -1, 8, 7, -1]
+
+
+def test_an_aborted_record_whose_marker_went_astray_is_not_committed_by_the_next_epoch() -> None:
+    """The duplicate reply seen after a crash loop: epoch 0's reply had no ABORT in its
+    partition, and matching by producer id alone let epoch 1's COMMIT commit it too."""
+    log = b"".join(
+        [
+            data_batch(0, 7, b"reply-by-the-dead-incarnation", epoch=0),
+            data_batch(1, 7, b"reply-by-its-successor", epoch=1),
+            control_batch(2, 7, COMMIT, epoch=1),
+        ]
+    )
+    assert fates(apply_markers("t", 0, parse_record_batches(log))) == (
+        [(1, b"reply-by-its-successor")],
+        [(0, b"reply-by-the-dead-incarnation")],
+        [],
+    )
+
+
+def test_a_late_marker_of_a_fenced_epoch_leaves_its_successors_records_alone() -> None:
+    log = b"".join(
+        [
+            data_batch(0, 7, b"old", epoch=0),
+            control_batch(1, 7, ABORT, epoch=1),  # a coordinator fences with the bumped epoch
+            data_batch(2, 7, b"new", epoch=2),
+            control_batch(3, 7, ABORT, epoch=1),  # stray: an older epoch's marker, late
+            control_batch(4, 7, COMMIT, epoch=2),
+        ]
+    )
+    assert fates(apply_markers("t", 0, parse_record_batches(log))) == (
+        [(2, b"new")],
+        [(0, b"old")],
+        [],
+    )
 
 
 def test_a_marker_with_nothing_pending_and_an_unknown_marker() -> None:
@@ -543,3 +580,19 @@ def test_empty_topic_and_missing_topic_or_partition(
         read_committed_log(kafka_bootstrap, topic, partitions=[0, 5])
     with pytest.raises(KafkaLogError, match="UNKNOWN_TOPIC_OR_PARTITION"):
         read_committed_log(kafka_bootstrap, unique_name("no-such-topic"), timeout_s=5)
+
+
+def test_a_partition_of_thousands_of_batches_is_read_whole(
+    topic_factory: TopicFactory, kafka_settings: KafkaSettings
+) -> None:
+    """Tansu answers a 1 ms fetch at the start of a long partition with nothing; the reader
+    waits longer instead of giving up (it once failed past about 3,500 batches)."""
+    topic = topic_factory(partitions=1)
+    client = producer(kafka_settings, {"linger.ms": 0, "batch.num.messages": 1})
+    for i in range(8000):
+        client.produce(topic, value=b"%d" % i)
+        if i % 100 == 0:
+            client.poll(0)
+    assert client.flush(30) == 0
+    log = read_committed_log(kafka_settings.bootstrap_servers, topic, timeout_s=60)
+    assert [record.value for record in log.committed] == [b"%d" % i for i in range(8000)]

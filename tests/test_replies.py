@@ -53,7 +53,7 @@ def reply(
         "text": "a flight to Jeju",
         "timings": {"queued_ms": 1.0, "inference_ms": 0.1, "total_ms": 1.2},
         "worker": {"id": "w1", "group": "real"},
-        "source": {"topic": "fleetserve.queries", "partition": 0, "offset": 1},
+        "source": {"topic": "fleetserve.queries", "partition": 0, "offset": 1, "attempt": 1},
         "produced_at_ms": 1_800_000_000_000,
     }
 

@@ -9,7 +9,7 @@ from confluent_kafka import Producer
 
 from fleetserve.broker.embedded import free_loopback_port
 from fleetserve.contracts import MessageKind, validate
-from fleetserve.deadletters.build import Failure, WorkerIdentity, build_dead_letter
+from fleetserve.deadletters.build import Failure, Origin, WorkerIdentity, build_dead_letter
 from fleetserve.deadletters.headers import (
     DLT_ATTEMPTS,
     DLT_ORIGINAL_OFFSET,
@@ -23,13 +23,14 @@ from fleetserve.kafka.records import InboundRecord
 from fleetserve.retry import BackoffPolicy, RetryState, compute_backoff, retry_headers, retry_state
 from fleetserve.retry.decide import after_transient_failure
 from fleetserve.retry.due import split_due
-from fleetserve.retry.state import NOT_BEFORE, original_headers
+from fleetserve.retry.state import NOT_BEFORE, original_headers, retried_origin
 from fleetserve.serving.commit import ProducerQueueFull, produce_all
-from fleetserve.serving.processor import Output
+from fleetserve.serving.processor import Output, PassResult
 
 NOW = 1_790_000_000_000
 POLICY = BackoffPolicy(base_ms=100, max_ms=1_000, max_attempts=4, jitter=0.5)
 QUERY = InboundRecord("queries", 2, 41, b"bot-a", b'{"x": 1}', (("trace", b"\x00\xff"),), NOW - 50)
+FIRST = Origin.of(QUERY)
 TRANSIENT = Failure(
     "model_load_failed",
     "load",
@@ -79,7 +80,7 @@ def test_backoff_without_jitter_is_exact_and_bad_input_is_refused() -> None:
 
 
 def test_a_first_transient_failure_is_retried_with_the_querys_first_coordinates() -> None:
-    step = after_transient_failure(QUERY, TRANSIENT, POLICY, now_ms=NOW, draw=0.999999)
+    step = after_transient_failure(TRANSIENT, POLICY, origin=FIRST, now_ms=NOW, draw=0.999999)
     assert step == RetryState(
         attempts=1,
         not_before_ms=NOW + 100,
@@ -99,35 +100,36 @@ def retried(state: RetryState, *, offset: int = 7) -> InboundRecord:
 
 
 def test_retry_headers_round_trip_and_keep_the_querys_own_headers() -> None:
-    state = after_transient_failure(QUERY, TRANSIENT, POLICY, now_ms=NOW, draw=0.5)
+    state = after_transient_failure(TRANSIENT, POLICY, origin=FIRST, now_ms=NOW, draw=0.5)
     assert isinstance(state, RetryState)
     record = retried(state)
     assert retry_state(record) == state
     assert original_headers(record) == QUERY.headers
     assert retry_state(QUERY) is None
+    origin = retried_origin(record)
+    assert origin == Origin("queries", 2, 41, NOW - 50, QUERY.headers, 2, NOW)
 
 
 def test_later_attempts_keep_the_first_failure_and_the_last_one_gives_up() -> None:
     record = QUERY
-    states = []
+    origin = FIRST
     for attempt in range(1, POLICY.max_attempts):
         step = after_transient_failure(
-            record, TRANSIENT, POLICY, now_ms=NOW + attempt, draw=0.1, prior=retry_state(record)
+            TRANSIENT, POLICY, origin=origin, now_ms=NOW + attempt, draw=0.1
         )
         assert isinstance(step, RetryState)
         assert (step.attempts, step.first_failed_ms, step.offset) == (attempt, NOW + 1, 41)
-        states.append(step)
         record = retried(step, offset=100 + attempt)
-    prior = retry_state(record)
-    final = after_transient_failure(
-        record, TRANSIENT, POLICY, now_ms=NOW + 99, draw=0.1, prior=prior
-    )
+        next_origin = retried_origin(record)
+        assert next_origin is not None
+        origin = next_origin
+    final = after_transient_failure(TRANSIENT, POLICY, origin=origin, now_ms=NOW + 99, draw=0.1)
     assert isinstance(final, Failure)
     assert (final.reason, final.phase, final.retriable) == ("retries_exhausted", "load", False)
     assert "after 4 attempts" in final.message
     assert "store unreadable" in final.message
     worker = WorkerIdentity("w1", "real")
-    letter = build_dead_letter(record, final, worker, now_ms=NOW + 99, retried=prior)
+    letter = build_dead_letter(record, final, worker, now_ms=NOW + 99, origin=origin)
     validate(MessageKind.DEAD_LETTER, letter)
     assert letter["attempts"] == 4
     assert (letter["first_failed_at_ms"], letter["last_failed_at_ms"]) == (NOW + 1, NOW + 99)
@@ -143,7 +145,7 @@ def test_later_attempts_keep_the_first_failure_and_the_last_one_gives_up() -> No
 
 def test_a_retry_that_would_miss_the_deadline_ends_now() -> None:
     tight = dataclasses.replace(TRANSIENT, deadline_ms=NOW + 60)
-    step = after_transient_failure(QUERY, tight, POLICY, now_ms=NOW, draw=0.999999)
+    step = after_transient_failure(tight, POLICY, origin=FIRST, now_ms=NOW, draw=0.999999)
     assert isinstance(step, Failure)
     assert step.reason == "deadline_exceeded"
     assert not step.retriable
@@ -152,7 +154,7 @@ def test_a_retry_that_would_miss_the_deadline_ends_now() -> None:
 def test_unusable_retry_headers_count_as_absent() -> None:
     junk = InboundRecord("retry", 0, 1, b"k", b"v", (("fleetserve_retry-attempt", b"-3"),), NOW)
     assert retry_state(junk) is None
-    state = after_transient_failure(QUERY, TRANSIENT, POLICY, now_ms=NOW, draw=0.5)
+    state = after_transient_failure(TRANSIENT, POLICY, origin=FIRST, now_ms=NOW, draw=0.5)
     assert isinstance(state, RetryState)
     for name, bad in [
         ("fleetserve_retry-original-partition", b"99999999999"),
@@ -224,8 +226,12 @@ def test_a_producer_queue_that_never_drains_gives_up_with_a_retriable_error() ->
     outputs = [Output("t", b"k", b"v"), Output("t", b"k", b"v", headers=(("h", b"1"),))]
     policy = BackoffPolicy(base_ms=1, max_ms=5, max_attempts=4)
     with pytest.raises(ProducerQueueFull, match="4 waits") as raised:
-        produce_all(producer, outputs, policy=policy)
+        produce_all(producer, PassResult(outputs=outputs), _no_rescue, policy=policy)
     assert classify(raised.value) is Disposition.RETRIABLE
     assert len(producer) == 1  # the first output is queued, the second never was
     producer.purge()
     producer.flush(0)
+
+
+def _no_rescue(output: Output, _verdict: object) -> Output:
+    raise AssertionError(f"nothing here is refused for itself: {output}")

@@ -13,10 +13,11 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from fleetserve.config import KafkaSettings
-from fleetserve.deploy.log import CatchUp
 from fleetserve.errors import ContractError, KafkaUnavailable, QueryFailed
+from fleetserve.kafka import scan
+from fleetserve.kafka import tailer as tailer_module
+from fleetserve.kafka.scan import CatchUp
 from fleetserve.routing import DeploymentTailer, Route, RouteChange, RoutingTable
-from fleetserve.routing import tailer as tailer_module
 
 pytestmark = pytest.mark.kafka
 
@@ -88,7 +89,7 @@ def test_catches_up_on_existing_records_and_skips_invalid_ones(
     assert raw.flush(10) == 0
 
     table = RoutingTable()
-    with caplog.at_level(logging.WARNING, logger="fleetserve.routing.tailer"):
+    with caplog.at_level(logging.WARNING, logger="fleetserve.kafka.tailer"):
         tailer = tailer_factory(topic, table)
         assert tailer.wait_caught_up(20)
 
@@ -167,7 +168,7 @@ def test_waits_for_a_missing_topic_then_catches_up(
 ) -> None:
     name = f"late-deployments-{time.monotonic_ns()}"
     table = RoutingTable()
-    with caplog.at_level(logging.WARNING, logger="fleetserve.routing.tailer"):
+    with caplog.at_level(logging.WARNING, logger="fleetserve.kafka.tailer"):
         tailer = tailer_factory(name, table, idle_s=0.2)
         assert not tailer.wait_caught_up(1.0)
     assert tailer.healthy
@@ -214,7 +215,7 @@ def test_an_unexpected_error_makes_the_tailer_unhealthy(
     def explode(*_args: Any) -> dict[int, int]:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(tailer_module, "assign_from_beginning", explode)
+    monkeypatch.setattr(scan, "assign_from_beginning", explode)
     tailer = DeploymentTailer(kafka_settings, "whatever", RoutingTable())
     tailer.start()
     try:
@@ -237,7 +238,7 @@ def test_an_unexpected_error_makes_the_tailer_unhealthy(
     ],
 )
 def test_only_fatal_errors_stop_the_tailer(exc: BaseException, fatal: bool) -> None:
-    assert tailer_module._is_fatal(exc) is fatal
+    assert tailer_module.is_fatal(exc) is fatal
 
 
 def test_catch_up_needs_the_watermarks_and_an_idle_gap() -> None:

@@ -14,19 +14,24 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import BotFactory, BuiltBots
 from fleetserve.contracts import MessageKind, decode, validate
-from fleetserve.deadletters.build import Failure, WorkerIdentity
+from fleetserve.deadletters.build import Failure, Verdict, WorkerIdentity
+from fleetserve.deadletters.headers import header_int
 from fleetserve.errors import QueryFailed
 from fleetserve.kafka.records import InboundRecord
 from fleetserve.models.metadata import ModelMetadata
 from fleetserve.models.runtime import new_session, read_model_metadata
+from fleetserve.retry.state import NOT_BEFORE
 from fleetserve.routing import Route
 from fleetserve.serving.answer import FALLBACK_INTENT, AnswerContext, Models, answer_batch
 from fleetserve.serving.decode import DecodedQuery, decode_query
-from fleetserve.serving.plan import fair_take, plan_batch
+from fleetserve.serving.plan import plan_batch, select
 from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
+from fleetserve.serving.targets import ReplyTargets
 
 NOW = 1_790_000_000_000
 WORKER = WorkerIdentity("w-test", "g-test")
@@ -128,16 +133,75 @@ def test_a_hot_bot_takes_at_most_its_share_and_its_partition_is_put_back() -> No
     hot = [record(query("hot"), partition=0) for _ in range(10)]
     cold_same_partition = record(query("cold"), partition=0)
     other = [record(query(f"o{i}"), partition=1) for i in range(5)]
-    take = fair_take([*hot, cold_same_partition, *other], max_rows_per_bot=4)
+    take = select(
+        [*hot, cold_same_partition, *other], retry_topic=None, now_ms=NOW, max_rows_per_bot=4
+    )
     assert [r.offset for r in take.records] == [r.offset for r in hot[:4] + other]
-    assert take.rewind == {("q", 0): hot[4].offset}
+    assert take.resume == {("q", 0): hot[4].offset}
 
 
 def test_without_a_hot_bot_everything_is_taken() -> None:
     records = [record(query(f"b{i % 3}"), partition=i % 2) for i in range(9)]
-    take = fair_take(records, max_rows_per_bot=3)
+    take = select(records, retry_topic=None, now_ms=NOW, max_rows_per_bot=3)
     assert take.records == records
-    assert take.rewind == {}
+    assert take.resume == {}
+
+
+def retry_record(bot: str, offset: int, due_ms: int, partition: int = 0) -> InboundRecord:
+    headers = ((NOT_BEFORE, str(due_ms).encode()),)
+    return InboundRecord("retry", partition, offset, bot.encode(), b"{}", headers, NOW)
+
+
+def test_a_retry_partition_held_by_a_share_and_a_due_time_resumes_at_its_first_leftover() -> None:
+    """The retry tier's lost queries: a hot bot's share cut a retry partition at 14 and a
+    record not yet due held it at 16; seeking to 16 skipped 14 and 15 for good."""
+    due = [retry_record("hot", offset, NOW - 1) for offset in range(10, 16)]
+    later = retry_record("hot", 16, NOW + 1000)
+    take = select([*due, later], retry_topic="retry", now_ms=NOW, max_rows_per_bot=4)
+    assert [r.offset for r in take.records] == [10, 11, 12, 13]
+    assert take.resume == {("retry", 0): 14}
+    assert take.pause_until == {}  # its first leftover is due: nothing to wait for
+    head_not_due = select([later], retry_topic="retry", now_ms=NOW, max_rows_per_bot=4)
+    assert head_not_due.resume == {("retry", 0): 16}
+    assert head_not_due.pause_until == {("retry", 0): NOW + 1000}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["q", "retry"]),
+            st.integers(0, 2),
+            st.sampled_from(["a", "b", "c"]),
+            st.integers(-5, 5),
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 4),
+)
+def test_every_partition_advances_as_a_prefix_and_resumes_at_its_first_leftover(
+    polled: list[tuple[str, int, str, int]], share: int
+) -> None:
+    offsets: dict[tuple[str, int], int] = {}
+    records = []
+    for topic, partition, bot, due_in in polled:
+        offset = offsets.setdefault((topic, partition), 100)
+        offsets[(topic, partition)] = offset + 1
+        headers = ((NOT_BEFORE, str(NOW + due_in).encode()),)
+        records.append(InboundRecord(topic, partition, offset, bot.encode(), b"{}", headers, NOW))
+    take = select(records, retry_topic="retry", now_ms=NOW, max_rows_per_bot=share)
+    processed = {r.coordinates for r in take.records}
+    for where in {(r.topic, r.partition) for r in records}:
+        mine = sorted(
+            (r for r in records if (r.topic, r.partition) == where), key=lambda r: r.offset
+        )
+        done = [r.coordinates in processed for r in mine]
+        assert done == sorted(done, reverse=True), "processed records are not a prefix"
+        leftovers = [r.offset for r, d in zip(mine, done, strict=True) if not d]
+        assert take.resume.get(where) == (leftovers[0] if leftovers else None)
+        if where in take.pause_until:
+            head = next(r for r in mine if r.offset == take.resume[where])
+            assert header_int(head.headers, NOT_BEFORE) > NOW
 
 
 # -- routing and deadlines -----------------------------------------------------------------
@@ -262,7 +326,13 @@ def test_every_record_of_a_pass_ends_in_exactly_one_output(built: BuiltBots) -> 
         yield {route: models[route] for route in wanted}
 
     processor = BatchProcessor(
-        ProcessorConfig("dlq", "real", 65536, 100, control_topics={"queries"}),
+        ProcessorConfig(
+            "dlq",
+            "real",
+            65536,
+            100,
+            reply_targets=ReplyTargets(allowed=("replies", "elsewhere"), control_names={"queries"}),
+        ),
         AnswerContext(WORKER, "replies"),
         resolve,
         pinned,
@@ -286,3 +356,29 @@ def test_every_record_of_a_pass_ends_in_exactly_one_output(built: BuiltBots) -> 
     assert junk["original"]["value_b64"] == "anVuaw=="
     assert junk["original"]["headers"] == [{"name": "h", "value_b64": "AP8="}]
     assert result.replies == {"real": len(bots) * 5 + 1}
+
+
+def test_records_decided_before_the_pass_become_their_dead_letters_unprocessed(
+    built: BuiltBots,
+) -> None:
+    def never(*_args: Any) -> Any:
+        raise AssertionError("a decided record must not be routed or answered")
+
+    processor = BatchProcessor(
+        ProcessorConfig("dlq", "real", 65536, 100), AnswerContext(WORKER, "replies"), never, never
+    )
+    refused, poison = record(query(built.bot_ids[0])), record(query(built.bot_ids[1]))
+    verdicts = {
+        refused.coordinates: Verdict("too_large", "decode", "refused by the broker", minimal=True),
+        poison.coordinates: Verdict("poison", "decode", "a worker died 2 times"),
+    }
+    result = processor.process([refused, poison], verdicts)
+    letters = [decode(MessageKind.DEAD_LETTER, o.value) for o in result.outputs]
+    assert [(d["reason"], d["request_id"]) for d in letters] == [
+        ("too_large", orjson.loads(refused.value or b"")["request_id"]),
+        ("poison", orjson.loads(poison.value or b"")["request_id"]),
+    ]
+    assert letters[0]["original"]["value_b64"] is None
+    assert "refused by the broker" in letters[0]["original"]["omitted"]
+    assert letters[1]["original"]["value_b64"] is not None
+    assert result.dead_letters == {"too_large": 1, "poison": 1}

@@ -54,7 +54,7 @@ def reply(fact: ReplyFacts, *, group: str = "real") -> dict[str, Any]:
         "text": None,
         "timings": {"queued_ms": 2.0, "inference_ms": 0.1, "total_ms": 2.5},
         "worker": {"id": "w", "group": group},
-        "source": {"topic": "fleetserve.queries", "partition": 0, "offset": 0},
+        "source": {"topic": "fleetserve.queries", "partition": 0, "offset": 0, "attempt": 1},
         "produced_at_ms": 1_800_000_000_000,
     }
 

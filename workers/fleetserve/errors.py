@@ -10,7 +10,8 @@ Every failure is classified by what the caller must do about it::
     │   ├── TopicProvisionError          the cluster refused to create a declared topic
     │   ├── ArtifactError                a snapshot cannot be used (to a CLI: fatal)
     │   │   ├── ArtifactMissing          no such snapshot, or its model file is gone
-    │   │   └── ArtifactCorrupt          the bytes fail their sha256 or are not a usable model
+    │   │   ├── ArtifactCorrupt          the bytes fail their sha256 or are not a usable model
+    │   │   └── ArtifactTooLarge         the snapshot is over the reader's size cap
     │   ├── DeploymentRefused            deploy/promote/rollback would publish something unsafe
     │   └── BrokerError                  the embedded broker cannot be used
     │       ├── BrokerBinaryNotFound     the Tansu binary is missing; says how to install it
@@ -103,6 +104,10 @@ class ArtifactMissing(ArtifactError):
 
 class ArtifactCorrupt(ArtifactError):
     """The snapshot's bytes fail their sha256, or they are not a model fleetserve can run."""
+
+
+class ArtifactTooLarge(ArtifactError):
+    """The snapshot is larger than the reader allows; it was not read past the cap."""
 
 
 class DeploymentRefused(FatalError):

@@ -19,7 +19,12 @@ Reason codes (``phase="load"``):
   manifest is corrupt, not "refused": the snapshot is not what a builder publishes, and
   errors.ArtifactCorrupt already means "not a model fleetserve can run".
 * ``model_load_failed``: a well-formed ONNX model that fleetserve refuses (a non-standard
-  operator domain, external data) or that onnxruntime refuses, and any other failure.
+  operator domain, external data, over the size cap) or that onnxruntime refuses, and any
+  other failure.
+
+The size cap (``--max-model-size``) is checked three times before a session exists: the
+manifest's declared size (nothing is read), the bytes (never read past the cap), and the
+tensors the model declares (shape times element size, what a session would allocate).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from fleetserve.cache.footprint import FootprintMeter, process_meter
 from fleetserve.cache.model import LoadedModel
 from fleetserve.cache.onnx_guard import NotOnnx, RefusedModel, check_model_bytes
 from fleetserve.deadletters import reasons
-from fleetserve.errors import ArtifactError, ArtifactMissing, QueryFailed
+from fleetserve.errors import ArtifactError, ArtifactMissing, ArtifactTooLarge, QueryFailed
 from fleetserve.models.runtime import (
     InferenceSession,
     ModelMetadata,
@@ -55,11 +60,14 @@ def load_failure(route: Route, reason: str, detail: str) -> QueryFailed:
     )
 
 
-def check_manifest(route: Route, manifest: Mapping[str, Any]) -> str:
+def check_manifest(route: Route, manifest: Mapping[str, Any], max_bytes: int | None = None) -> str:
     """The snapshot's quantization, once its manifest matches what the route deployed."""
     model = manifest.get("model")
     if not isinstance(model, Mapping):
         raise load_failure(route, reasons.MODEL_CORRUPT, "manifest has no 'model' section")
+    size = model.get("size_bytes")
+    if max_bytes is not None and isinstance(size, int) and size > max_bytes:
+        raise load_failure(route, reasons.MODEL_LOAD_FAILED, _over_cap(size, max_bytes))
     stored = model.get("sha256")
     if stored != route.sha256:
         raise load_failure(
@@ -102,17 +110,24 @@ class SnapshotLoader:
     so the cache may run several loads at once.
     """
 
-    def __init__(self, store: ArtifactStore, *, meter: FootprintMeter | None = None) -> None:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        *,
+        max_model_bytes: int | None = None,
+        meter: FootprintMeter | None = None,
+    ) -> None:
         self._store = store
+        self._max_bytes = max_model_bytes
         self._meter = meter
 
     def __call__(self, route: Route) -> LoadedModel:
         started = time.perf_counter()
         bot, version = route.bot_id, route.model_version
         manifest = self._read(route, lambda: self._store.read_manifest(bot, version))
-        quantization = check_manifest(route, manifest)
-        data = self._read(route, lambda: self._store.read_model(bot, version))
-        check_bytes(route, data)
+        quantization = check_manifest(route, manifest, self._max_bytes)
+        data = self._read(route, lambda: self._store.read_model(bot, version, self._max_bytes))
+        check_bytes(route, data, self._max_bytes)
         meter = self._meter if self._meter is not None else process_meter()
         (session, metadata), footprint = meter.measure(len(data), lambda: _ready(route, data))
         footprint_bytes = footprint.bytes + drop_model_bytes(session, data)
@@ -130,6 +145,11 @@ class SnapshotLoader:
             return read()
         except ArtifactMissing as exc:
             raise load_failure(route, reasons.MODEL_MISSING, str(exc)) from exc
+        except ArtifactTooLarge as exc:
+            assert self._max_bytes is not None
+            raise load_failure(
+                route, reasons.MODEL_LOAD_FAILED, f"{exc}: {_over_cap(None, self._max_bytes)}"
+            ) from exc
         except ArtifactError as exc:  # ArtifactCorrupt and the store's other integrity errors
             raise load_failure(route, reasons.MODEL_CORRUPT, str(exc)) from exc
         except OSError as exc:  # the store briefly unreadable (I/O error, NFS hiccup): retry
@@ -146,9 +166,14 @@ class SnapshotLoader:
             ) from exc
 
 
-def check_bytes(route: Route, data: bytes) -> None:
+def _over_cap(size: int | None, cap: int) -> str:
+    what = "the snapshot" if size is None else f"the snapshot is {size} bytes,"
+    return f"{what} over the worker's cap of {cap} bytes (--max-model-size); not loaded"
+
+
+def check_bytes(route: Route, data: bytes, max_bytes: int | None = None) -> None:
     try:
-        check_model_bytes(data)
+        check_model_bytes(data, max_bytes)
     except NotOnnx as exc:
         raise load_failure(route, reasons.MODEL_CORRUPT, str(exc)) from None
     except RefusedModel as exc:

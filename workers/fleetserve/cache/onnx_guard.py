@@ -35,9 +35,20 @@ class RefusedModel(ValueError):
     """A valid ONNX model that uses something fleetserve does not allow."""
 
 
-def check_model_bytes(data: bytes) -> None:
-    """Raise :class:`NotOnnx` or :class:`RefusedModel`; return when the bytes are acceptable."""
+def check_model_bytes(data: bytes, max_tensor_bytes: int | None = None) -> None:
+    """Raise :class:`NotOnnx` or :class:`RefusedModel`; return when the bytes are acceptable.
+
+    ``max_tensor_bytes`` caps what the model's stored tensors declare (shape times element
+    size), which is what a session would allocate for them, whatever the file holds.
+    """
     model = parse_model(data)
+    if max_tensor_bytes is not None:
+        declared = declared_tensor_bytes(model)
+        if declared > max_tensor_bytes:
+            raise RefusedModel(
+                f"its tensors declare {declared} bytes, over the worker's cap of "
+                f"{max_tensor_bytes} (--max-model-size)"
+            )
     foreign = sorted(set(model_domains(model)) - ALLOWED_DOMAINS)
     if foreign:
         raise RefusedModel(
@@ -106,6 +117,28 @@ def _tensors(model: ModelProto) -> Iterator[TensorProto]:
         yield from (sparse.values for sparse in graph.sparse_initializer)
         for node in graph.node:
             yield from (a.t for a in node.attribute if a.type == AttributeProto.TENSOR)
+
+
+# Bytes per element of each ONNX tensor data type (strings count one byte per element: their
+# contents are in the file, which the caller caps separately).
+_ELEMENT_BYTES: dict[int, int] = {
+    TensorProto.FLOAT: 4, TensorProto.UINT8: 1, TensorProto.INT8: 1, TensorProto.UINT16: 2,
+    TensorProto.INT16: 2, TensorProto.INT32: 4, TensorProto.INT64: 8, TensorProto.STRING: 1,
+    TensorProto.BOOL: 1, TensorProto.FLOAT16: 2, TensorProto.DOUBLE: 8, TensorProto.UINT32: 4,
+    TensorProto.UINT64: 8, TensorProto.COMPLEX64: 8, TensorProto.COMPLEX128: 16,
+    TensorProto.BFLOAT16: 2,
+}  # fmt: skip
+
+
+def declared_tensor_bytes(model: ModelProto) -> int:
+    """What the model's stored tensors (initializers, constants) declare, in bytes."""
+    total = 0
+    for tensor in _tensors(model):
+        elements = 1
+        for dim in tensor.dims:
+            elements *= max(int(dim), 0)
+        total += elements * _ELEMENT_BYTES.get(tensor.data_type, 8)
+    return total
 
 
 def _is_external(tensor: TensorProto) -> bool:

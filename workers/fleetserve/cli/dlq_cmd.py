@@ -42,19 +42,7 @@ from fleetserve.topics.spec import TopicSet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-REASONS: Final = (
-    reasons.DECODE,
-    reasons.SCHEMA,
-    reasons.TOO_LARGE,
-    reasons.UNKNOWN_BOT,
-    reasons.NO_DEPLOYMENT,
-    reasons.DEADLINE_EXCEEDED,
-    reasons.MODEL_MISSING,
-    reasons.MODEL_CORRUPT,
-    reasons.MODEL_LOAD_FAILED,
-    reasons.INFERENCE_ERROR,
-    reasons.RETRIES_EXHAUSTED,
-)
+REASONS: Final = reasons.ALL
 # Roles whose topics a replay must never write queries to.
 NOT_QUERY_ROLES: Final = ("replies", "dead_letters", "retry", "replays", "deployments")
 

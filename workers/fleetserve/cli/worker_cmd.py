@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 )
 @click.option("--max-models", type=click.IntRange(min=1), help="Also cap the cached model count.")
 @click.option(
+    "--max-model-size",
+    help="Refuse snapshots larger than this, e.g. 16MiB (default: the factory's largest "
+    "model; env FLEETSERVE_MAX_MODEL_SIZE).",
+)
+@click.option(
     "--replies-topic",
     help="Publish replies here instead of the declared replies topic (shadow groups).",
 )
@@ -72,6 +77,24 @@ logger = logging.getLogger(__name__)
     help="Longest the broker may hold an empty fetch (5); bounds added latency on brokers "
     "that do not answer early.",
 )
+@click.option(
+    "--poison-after",
+    type=click.IntRange(1, 100),
+    help="Dead-letter a record as poison, unprocessed, once a worker died this many times "
+    "while processing it (2).",
+)
+@click.option(
+    "--state-dir",
+    help="Directory that outlives the process, for the pass in flight (default .fleetserve; "
+    "env FLEETSERVE_STATE_DIR).",
+)
+@click.option(
+    "--reply-to-allow",
+    multiple=True,
+    help="Glob of topics a query's reply_to may name, besides the replies topic and topics "
+    "under it (repeatable; env FLEETSERVE_REPLY_TO_ALLOW, comma-separated).",
+)
+@click.option("--fault-kill-on-text", hidden=True, help="Test only: SIGKILL on this query text.")
 @pass_settings
 def worker(settings: Settings, /, **options: Any) -> None:
     """Answer queries with each bot's deployed model until SIGINT/SIGTERM.
@@ -83,6 +106,7 @@ def worker(settings: Settings, /, **options: Any) -> None:
     # Imported here: onnxruntime and the serving stack are not needed by other commands.
     from fleetserve.serving.worker import Worker, WorkerTopics  # noqa: PLC0415
 
+    options["reply_to_allow"] = tuple(options["reply_to_allow"]) or None
     settings = dataclasses.replace(settings, serving=serving_settings(options, settings.serving))
     declared = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
     topics = WorkerTopics.from_declared(declared, settings.serving.replies_topic)

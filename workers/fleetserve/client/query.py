@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from fleetserve.contracts import MessageKind, validate
@@ -17,7 +18,7 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def make_query(
+def make_query(  # noqa: PLR0913 - one keyword per optional field of the contract
     bot_id: str,
     text: str,
     *,
@@ -26,14 +27,17 @@ def make_query(
     ttl_ms: int | None = None,
     deadline_ms: int | None = None,
     top_k: int | None = None,
+    reply_to: Mapping[str, Any] | None = None,
     now_ms: int | None = None,
 ) -> dict[str, Any]:
     """A valid query v1 for ``bot_id``, or :class:`~fleetserve.errors.ContractError`.
 
     Optional fields left as None are omitted rather than sent as null, because the
     contract gives absence a meaning (stage real, no deadline, the worker's top_k).
-    ``now_ms`` fixes ``sent_at_ms`` (tests, replays); by default it is the wall clock,
-    since workers compare it with their own clocks for ttl and queue time.
+    ``reply_to`` (``{"topic": ..., "partition": ...}``) sends the reply to a topic the
+    workers allow instead of the replies topic. ``now_ms`` fixes ``sent_at_ms`` (tests,
+    replays); by default it is the wall clock, since workers compare it with their own
+    clocks for ttl and queue time.
     """
     query: dict[str, Any] = {
         "version": 1,
@@ -42,7 +46,13 @@ def make_query(
         "text": text,
         "sent_at_ms": now_ms if now_ms is not None else now_epoch_ms(),
     }
-    optional = {"stage": stage, "ttl_ms": ttl_ms, "deadline_ms": deadline_ms, "top_k": top_k}
+    optional = {
+        "stage": stage,
+        "ttl_ms": ttl_ms,
+        "deadline_ms": deadline_ms,
+        "top_k": top_k,
+        "reply_to": dict(reply_to) if reply_to is not None else None,
+    }
     query.update({name: value for name, value in optional.items() if value is not None})
     validate(MessageKind.QUERY, query)
     return query

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from fleetserve.errors import ConfigError
+from fleetserve.models.config import LARGEST_MODEL_BYTES
 
 Delivery = Literal["exactly-once", "at-least-once"]
 DELIVERIES: Final = ("exactly-once", "at-least-once")
@@ -22,6 +23,9 @@ class ServingSettings:
     """How one worker serves. Defaults fit the 2-core machine in docs/architecture.md."""
 
     model_memory_bytes: int = 2 * GIB
+    # No snapshot larger than the factory's largest model is loaded (manifest, bytes and
+    # declared tensors are checked before a session exists).
+    max_model_bytes: int = LARGEST_MODEL_BYTES
     max_models: int | None = None
     replies_topic: str | None = None  # None: the declared replies topic
     max_batch: int = 500
@@ -44,6 +48,15 @@ class ServingSettings:
     retry_max_attempts: int = 5
     retry_base_ms: int = 500
     retry_max_ms: int = 30_000
+    # The crash-loop breaker: a record under way in this many worker deaths is poison.
+    poison_after: int = 2
+    # Survives the process (a supervisor's directory, a pod's emptyDir): the pass in flight.
+    state_dir: str = ".fleetserve"
+    # Glob patterns of topics a query's reply_to may name, beside the replies topic and
+    # topics under it; compacted and fleetserve control topics are refused whatever.
+    reply_to_allow: tuple[str, ...] = ()
+    # Test-only fault injection: the worker SIGKILLs itself on a query containing this text.
+    fault_kill_on_text: str | None = None
 
     @property
     def max_rows_per_bot(self) -> int:
@@ -66,13 +79,18 @@ def serving_settings(
     values: Mapping[str, Any], base: ServingSettings | None = None
 ) -> ServingSettings:
     """``base`` with every non-None value of ``values`` applied and checked."""
-    known = {f.name for f in dataclasses.fields(ServingSettings)} | {"model_memory"}
+    known = {f.name for f in dataclasses.fields(ServingSettings)} | {
+        "model_memory",
+        "max_model_size",
+    }
     unknown = set(values) - known
     if unknown:
         raise ConfigError(f"unknown serving settings: {sorted(unknown)}")
     changes = {key: value for key, value in values.items() if value is not None}
     if "model_memory" in changes:
         changes["model_memory_bytes"] = parse_size(changes.pop("model_memory"))
+    if "max_model_size" in changes:
+        changes["max_model_bytes"] = parse_size(changes.pop("max_model_size"))
     settings = dataclasses.replace(base or ServingSettings(), **changes)
     _check(settings)
     return settings
@@ -81,6 +99,7 @@ def serving_settings(
 def _check(settings: ServingSettings) -> None:
     rules = [
         (settings.model_memory_bytes > 0, "model memory must be positive"),
+        (settings.max_model_bytes > 0, "max model size must be positive"),
         (settings.max_models is None or settings.max_models >= 1, "max models must be >= 1"),
         (1 <= settings.max_batch <= 100_000, "max batch must be 1..100000"),
         (0 < settings.max_bot_share <= 1, "max bot share must be in (0, 1]"),
@@ -93,6 +112,7 @@ def _check(settings: ServingSettings) -> None:
         ),
         (0 <= settings.ops_port < 65536, "ops port must be 0..65535"),
         (1 <= settings.fetch_wait_max_ms <= 500, "fetch wait max ms must be 1..500"),
+        (1 <= settings.poison_after <= 100, "poison after must be 1..100"),
     ]
     problems = [message for ok, message in rules if not ok]
     if problems:

@@ -35,10 +35,13 @@ ENV_NAMES: Mapping[str, str] = {
     "log_level": "FLEETSERVE_LOG_LEVEL",
     "store": "FLEETSERVE_STORE",
     "model_memory": "FLEETSERVE_MODEL_MEMORY",
+    "max_model_size": "FLEETSERVE_MAX_MODEL_SIZE",
     "max_models": "FLEETSERVE_MAX_MODELS",
     "replies_topic": "FLEETSERVE_REPLIES_TOPIC",
     "ops_port": "FLEETSERVE_OPS_PORT",
     "delivery": "FLEETSERVE_DELIVERY",
+    "state_dir": "FLEETSERVE_STATE_DIR",
+    "reply_to_allow": "FLEETSERVE_REPLY_TO_ALLOW",
 }
 _SERVING_INTS = ("max_models", "ops_port")
 CONFIG_ENV = "FLEETSERVE_CONFIG"
@@ -182,7 +185,13 @@ def _validate(raw: Layer, file_path: Path | None) -> Settings:
 
 def _serving(values: Mapping[str, Any]) -> ServingSettings:
     """The serving values that came from env (the worker's own flags apply later)."""
-    raw = {key: values.get(key) for key in ("model_memory", "replies_topic", "delivery")}
+    raw = {
+        key: values.get(key)
+        for key in ("model_memory", "max_model_size", "replies_topic", "delivery", "state_dir")
+    }
+    allow = values.get("reply_to_allow")
+    if allow is not None:
+        raw["reply_to_allow"] = tuple(p.strip() for p in str(allow).split(",") if p.strip())
     for key in _SERVING_INTS:
         text = values.get(key)
         try:

@@ -20,6 +20,9 @@ DeadLetterReason = Literal[
     "inference_error",
     "deadline_exceeded",
     "retries_exhausted",
+    "publish_failed",
+    "internal_error",
+    "poison",
 ]
 
 DEFAULT_STAGE: Final[Stage] = "real"
@@ -79,6 +82,7 @@ class ReplySource(TypedDict):
     topic: str
     partition: int
     offset: int
+    attempt: int
 
 
 class ReplyV1(TypedDict):
@@ -109,6 +113,7 @@ class OriginalRecord(TypedDict):
     key_b64: str | None
     headers: list[RecordHeader]
     timestamp_ms: int | None
+    omitted: str | None
 
 
 class DeadLetterSource(TypedDict):

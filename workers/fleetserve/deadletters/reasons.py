@@ -19,7 +19,19 @@ reason                        phase     when
 ``deadline_exceeded``         infer     the deadline passed during inference
 ``retries_exhausted``         (last)    a retriable failure failed every allowed attempt;
                                         the phase is the last failure's
+``publish_failed``            publish   the broker refused the query's reply for this
+                                        record alone (too large, no such partition, not
+                                        authorized): the reply is lost, the query is not
+``internal_error``            (where)   fleetserve itself failed on this one record (a
+                                        bug); the message names the exception
+``poison``                    decode    processing this record killed a worker
+                                        ``--poison-after`` times (2): it is set aside
+                                        unread so it cannot stop its partition again
 ============================  ========  ==================================================
+
+Every dead letter is built to pass its own contract: what cannot be carried (an original
+value, key or header over the caps in ``deadletters/build.py``) is left out and named in
+``original.omitted``, never a reason to fail the record or the worker.
 
 Retry (``fleetserve.retry``, exponential backoff with jitter, never blocking the query's
 own partition): the artifact store raised an I/O error (``OSError`` other than "not
@@ -51,12 +63,34 @@ MODEL_LOAD_FAILED: Final = "model_load_failed"
 INFERENCE_ERROR: Final = "inference_error"
 DEADLINE_EXCEEDED: Final = "deadline_exceeded"
 RETRIES_EXHAUSTED: Final = "retries_exhausted"
+PUBLISH_FAILED: Final = "publish_failed"
+INTERNAL_ERROR: Final = "internal_error"
+POISON: Final = "poison"
+
+ALL: Final = (
+    DECODE,
+    SCHEMA,
+    TOO_LARGE,
+    UNKNOWN_BOT,
+    NO_DEPLOYMENT,
+    MODEL_MISSING,
+    MODEL_CORRUPT,
+    MODEL_LOAD_FAILED,
+    INFERENCE_ERROR,
+    DEADLINE_EXCEEDED,
+    RETRIES_EXHAUSTED,
+    PUBLISH_FAILED,
+    INTERNAL_ERROR,
+    POISON,
+)
+"""Every reason code, in the order the dead-letter contract lists them."""
 
 PHASE_DECODE: Final = "decode"
 PHASE_ROUTE: Final = "route"
 PHASE_LOAD: Final = "load"
 PHASE_INFER: Final = "infer"
 PHASE_PUBLISH: Final = "publish"
+PHASES: Final = (PHASE_DECODE, PHASE_ROUTE, PHASE_LOAD, PHASE_INFER, PHASE_PUBLISH)
 
 CONTRACT_REASONS: Final[Mapping[str, str]] = MappingProxyType(
     {

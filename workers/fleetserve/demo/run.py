@@ -169,6 +169,8 @@ def spawn_worker(
         str(port),
         "--session-timeout-ms",
         "6000",
+        "--state-dir",
+        str(log.parent / "state"),
         *worker_args,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETSERVE_")}

@@ -28,8 +28,11 @@ from fleetserve.dlq.replay_plan import (
     Verdict,
     build_replay,
     decide,
+    needs_original,
+    with_original,
 )
 from fleetserve.dlq.sink import DryRunSink, ReplayTopics, Sink, TransactionalSink
+from fleetserve.kafka.fetch import fetch_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +119,35 @@ class _Run:
                     # Commit before a long pause rather than hold a transaction open in it.
                     self.sink.tick(pacer.delay())
                     pacer.wait()
-                    self._send(item, decision.why, decision.ledger_key)
-                    seen.add(decision.ledger_key)
-                    sent_refs.add(item.ref)
-                    queued += 1
+                    if self._send(item, decision.why, decision.ledger_key):
+                        seen.add(decision.ledger_key)
+                        sent_refs.add(item.ref)
+                        queued += 1
 
-    def _send(self, item: DeadLetterRecord, why: str, key: str) -> None:
+    def _send(self, item: DeadLetterRecord, why: str, key: str) -> bool:
+        """Send the replay of ``item``; False when it cannot be sent (reported as refused)."""
         assert item.dead_letter is not None
+        dead_letter = item.dead_letter
+        if needs_original(dead_letter):
+            source = dead_letter["source"]
+            found = fetch_record(self.kafka, source["topic"], source["partition"], source["offset"])
+            if found is None:
+                where = f"{source['topic']}[{source['partition']}]@{source['offset']}"
+                self.emit(
+                    ReplayEvent(
+                        Verdict.REFUSED,
+                        item,
+                        f"its original was left out ({dead_letter['original']['omitted']}) "
+                        f"and {where} no longer holds it",
+                    )
+                )
+                return False
+            dead_letter = with_original(dead_letter, found)
+            why = f"{why}, original fetched from {source['topic']}"
         now_ms = now_epoch_ms()
         outgoing = build_replay(
-            item.dead_letter, replay_of=item.ref, options=self.options, now_ms=now_ms
+            dead_letter, replay_of=item.ref, options=self.options, now_ms=now_ms
         )
-        record = ledger_value(item.dead_letter, outgoing, now_ms=now_ms)
+        record = ledger_value(dead_letter, outgoing, now_ms=now_ms)
         self.sink.send(ReplayEvent(Verdict.REPLAY, item, why, outgoing), key, record)
+        return True

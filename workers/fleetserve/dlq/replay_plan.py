@@ -19,7 +19,7 @@ from fleetserve.deadletters.headers import REPLAY_ATTEMPT, REPLAY_OF, without
 from fleetserve.deadletters.reasons import DECODE, SCHEMA, TOO_LARGE
 from fleetserve.dlq.filters import DeadLetterFilter
 from fleetserve.dlq.records import DeadLetterRecord
-from fleetserve.kafka.records import Headers
+from fleetserve.kafka.records import Headers, InboundRecord
 from fleetserve.retry.state import PREFIX as RETRY_PREFIX
 
 MALFORMED_REASONS: Final = frozenset({DECODE, SCHEMA, TOO_LARGE})
@@ -150,6 +150,23 @@ def _verdict(
     return Decision(Verdict.REPLAY, f"replay {done + 1}", key)
 
 
+def needs_original(dead_letter: Mapping[str, Any]) -> bool:
+    """The dead letter left part of its original out (a cap): fetch it from its source."""
+    return bool(dead_letter["original"].get("omitted"))
+
+
+def with_original(dead_letter: Mapping[str, Any], record: InboundRecord) -> dict[str, Any]:
+    """``dead_letter`` carrying ``record`` (its source, fetched again) as its original."""
+    original = {
+        **dead_letter["original"],
+        "value_b64": _b64(record.value),
+        "key_b64": _b64(record.key),
+        "headers": [{"name": n, "value_b64": _b64(v)} for n, v in record.headers],
+        "omitted": None,
+    }
+    return {**dead_letter, "original": original}
+
+
 def replayed_from(dead_letter: Mapping[str, Any]) -> str | None:
     """The dead letter (``topic/partition/offset``) whose replay this query was, if any."""
     for header in reversed(dead_letter["original"]["headers"]):
@@ -222,6 +239,10 @@ def replay_headers(
     headers = tuple((h["name"], _unb64(h["value_b64"])) for h in original)
     kept = without(headers, (REPLAY_PREFIX, RETRY_PREFIX))
     return (*kept, (REPLAY_ATTEMPT, str(attempt).encode()), (REPLAY_OF, replay_of.encode()))
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
 def _unb64(text: str | None) -> bytes | None:

@@ -8,6 +8,8 @@ from typing import Any
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 Headers = tuple[tuple[str, bytes | None], ...]
+Coordinates = tuple[str, int, int]
+"""topic, partition, offset: one record's identity in the log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,10 @@ class InboundRecord:
     value: bytes | None
     headers: Headers = ()
     timestamp_ms: int | None = None
+
+    @property
+    def coordinates(self) -> Coordinates:
+        return (self.topic, self.partition, self.offset)
 
     @property
     def where(self) -> str:

@@ -18,6 +18,11 @@ DEFAULT_TRAINING = TrainParams()
 # are skipped.
 MAX_MODEL_KB = "max_model_kb"
 DEFAULT_MAX_MODEL_KB = 150.0
+# The largest int8 budget a build accepts. Its fp32 fallback (4 bytes a weight, when the
+# int8 gate refuses) is the largest file the factory can publish, so workers admit that
+# much by default and refuse anything larger (config/serving.py).
+MAX_MODEL_KB_LIMIT = 4096.0
+LARGEST_MODEL_BYTES = int(4 * MAX_MODEL_KB_LIMIT * 1024)
 
 _FEATURIZER_KEYS = {f.name for f in fields(FeaturizerSpec)} - {"version"}
 _TRAINING_KEYS = {f.name for f in fields(TrainParams)}
@@ -44,11 +49,14 @@ class ModelConfig:
     def with_params(self, params: Mapping[str, Any]) -> ModelConfig:
         featurizer = {k: v for k, v in params.items() if k in _FEATURIZER_KEYS}
         training = {k: v for k, v in params.items() if k in _TRAINING_KEYS}
+        max_kb = float(params.get(MAX_MODEL_KB, self.max_model_kb))
+        if not 0 < max_kb <= MAX_MODEL_KB_LIMIT:
+            raise ConfigError(f"max_model_kb must be in (0, {MAX_MODEL_KB_LIMIT:g}], got {max_kb}")
         try:
             return ModelConfig(
                 replace(self.featurizer, **featurizer),
                 replace(self.training, **training),
-                float(params.get(MAX_MODEL_KB, self.max_model_kb)),
+                max_kb,
             )
         except TypeError as exc:
             raise ConfigError(f"invalid model parameters: {exc}") from exc

@@ -5,29 +5,27 @@ from __future__ import annotations
 import dataclasses
 
 from fleetserve.deadletters import reasons
-from fleetserve.deadletters.build import Failure
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.deadletters.build import Failure, Origin
 from fleetserve.retry.backoff import BackoffPolicy, compute_backoff
 from fleetserve.retry.state import RetryState
 
 
 def after_transient_failure(
-    record: InboundRecord,
     failure: Failure,
     policy: BackoffPolicy,
     *,
+    origin: Origin,
     now_ms: int,
     draw: float,
-    prior: RetryState | None = None,
 ) -> RetryState | Failure:
     """The query's next retry, or the dead letter that ends it.
 
     It ends as ``retries_exhausted`` once ``policy.max_attempts`` tries have failed, and
     as ``deadline_exceeded`` when its deadline would pass before the next try is due:
-    waiting for an answer nobody can use only delays the dead letter. ``prior`` is the
-    record's state when it was read from the retry tier.
+    waiting for an answer nobody can use only delays the dead letter. ``origin`` is the
+    query as first read, with the number of the try that just failed.
     """
-    attempts = 1 if prior is None else prior.attempts + 1
+    attempts = origin.attempt
     last = f"{failure.reason}: {failure.message}"
     if attempts >= policy.max_attempts:
         return dataclasses.replace(
@@ -48,11 +46,11 @@ def after_transient_failure(
     return RetryState(
         attempts=attempts,
         not_before_ms=due_ms,
-        first_failed_ms=now_ms if prior is None else prior.first_failed_ms,
+        first_failed_ms=origin.first_failed_ms or now_ms,
         reason=failure.reason,
         message=failure.message,
-        topic=record.topic if prior is None else prior.topic,
-        partition=record.partition if prior is None else prior.partition,
-        offset=record.offset if prior is None else prior.offset,
-        timestamp_ms=record.timestamp_ms if prior is None else prior.timestamp_ms,
+        topic=origin.topic,
+        partition=origin.partition,
+        offset=origin.offset,
+        timestamp_ms=origin.timestamp_ms,
     )

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from fleetserve.deadletters.build import Origin
 from fleetserve.deadletters.headers import header_int, header_text, without
 from fleetserve.kafka.records import Headers, InboundRecord
 
@@ -70,6 +71,25 @@ def retry_state(record: InboundRecord) -> RetryState | None:
         timestamp_ms=timestamp if timestamp >= 0 else record.timestamp_ms,
     )
     return state if _plausible(state) else None
+
+
+def retried_origin(record: InboundRecord) -> Origin | None:
+    """The query a retry record carries, as first read, with this try's number.
+
+    None when the record has no usable retry state: it is then treated as a first try.
+    """
+    state = retry_state(record)
+    if state is None:
+        return None
+    return Origin(
+        state.topic,
+        state.partition,
+        state.offset,
+        state.timestamp_ms,
+        original_headers(record),
+        attempt=state.attempts + 1,
+        first_failed_ms=state.first_failed_ms,
+    )
 
 
 def _plausible(state: RetryState) -> bool:

@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Message
 
 from fleetserve.config import KafkaSettings
 from fleetserve.contracts import MessageKind, decode
-from fleetserve.deploy.log import CatchUp, assign_from_beginning
-from fleetserve.errors import ContractError, Disposition, classify
-from fleetserve.kafka.clients import consumer
+from fleetserve.errors import ContractError
+from fleetserve.kafka.tailer import TopicTailer
 from fleetserve.routing.table import RouteChange, RoutingTable
 
 logger = logging.getLogger(__name__)
 
-# A change must reach queries within 2 s: the poll timeout only bounds how quickly stop()
-# and the idle check react (a poll returns as soon as records arrive), while the broker's
-# fetch wait bounds how long a new record can sit before it is handed over.
-POLL_TIMEOUT_S = 0.1
-BATCH_SIZE = 500
-METADATA_TIMEOUT_S = 5.0
-RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 5.0
-JOIN_TIMEOUT_S = 10.0
 
-CONSUMER_CONFIG: Mapping[str, Any] = {
-    # Offsets are never committed: a restart always rebuilds the table from the beginning.
-    "enable.auto.commit": False,
-    "enable.auto.offset.store": False,
-    "fetch.wait.max.ms": 100,
-    "fetch.error.backoff.ms": 100,
-}
-
-
-class DeploymentTailer:
+class DeploymentTailer(TopicTailer):
     """Applies every record of the deployments topic to a RoutingTable, from the beginning.
 
-    The consumer lives entirely on the tailer's own thread (librdkafka handles must not be
-    closed from another thread while polling); ``stop()`` asks it to finish and joins it.
+    A change must reach queries within 2 s; a record is handed over as soon as it is
+    fetched, and ``on_change`` hears about every route it changed.
     """
 
     def __init__(
@@ -55,128 +32,19 @@ class DeploymentTailer:
         on_change: Callable[[RouteChange], None] | None = None,
         idle_s: float = 0.5,
     ) -> None:
-        self._kafka = kafka
-        self._topic = topic
+        super().__init__(kafka, topic, self._apply, name="deployments", idle_s=idle_s)
         self._table = table
         self._on_change = on_change
-        self._idle_s = idle_s
-        self._stopping = threading.Event()
-        self._caught_up = threading.Event()
-        self._fatal: BaseException | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start tailing on a daemon thread."""
-        if self._thread is not None:
-            raise RuntimeError("a DeploymentTailer starts only once")
-        self._thread = threading.Thread(
-            target=self._run, name=f"deployments-tailer[{self._topic}]", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def caught_up(self) -> bool:
-        """Past the high watermarks seen at start and idle for ``idle_s``; stays True."""
-        return self._caught_up.is_set()
-
-    def wait_caught_up(self, timeout_s: float) -> bool:
-        """Block until caught up; False on timeout or when the tailer has died."""
-        deadline = time.monotonic() + timeout_s
-        while not self._caught_up.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.healthy:
-                return False
-            self._caught_up.wait(min(remaining, POLL_TIMEOUT_S))
-        return True
-
-    @property
-    def healthy(self) -> bool:
-        """The thread runs and has met no fatal error."""
-        thread = self._thread
-        return thread is not None and thread.is_alive() and self._fatal is None
-
-    def stop(self) -> None:
-        """Stop the thread and close its consumer; safe to call more than once."""
-        self._stopping.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            thread.join(JOIN_TIMEOUT_S)
-            if thread.is_alive():
-                logger.warning("deployments tailer for %s did not stop in time", self._topic)
-
-    # -- the thread ------------------------------------------------------------------
-
-    def _run(self) -> None:
-        client: Consumer | None = None
-        try:
-            # A unique group: every worker reads every record, and nothing is committed.
-            group = f"fleetserve-routing-{uuid.uuid4().hex[:12]}"
-            client = consumer(self._kafka, {**CONSUMER_CONFIG, "group.id": group})
-            catch_up = self._assign(client)
-            if catch_up is not None:
-                self._tail(client, catch_up)
-        except Exception as exc:  # the thread's last resort: report, never vanish silently
-            self._fatal = exc
-            logger.exception("deployments tailer for %s failed", self._topic)
-        finally:
-            if client is not None:
-                client.close()
-
-    def _assign(self, client: Consumer) -> CatchUp | None:
-        """Assign every partition; retries while the topic is missing. None when stopped."""
-        delay = RETRY_FIRST_S
-        while not self._stopping.is_set():
-            try:
-                ends = assign_from_beginning(client, self._topic, METADATA_TIMEOUT_S)
-            except Exception as exc:
-                if _is_fatal(exc):
-                    raise
-                logger.warning("deployments tailer waits for %s: %s", self._topic, exc)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-                continue
-            logger.info("tailing %s from the beginning; high watermarks %s", self._topic, ends)
-            return CatchUp(ends, self._idle_s)
-        return None
-
-    def _tail(self, client: Consumer, catch_up: CatchUp) -> None:
-        while not self._stopping.is_set():
-            for message in client.consume(BATCH_SIZE, POLL_TIMEOUT_S):
-                self._handle(message, catch_up)
-            if not self._caught_up.is_set() and catch_up.done(time.monotonic()):
-                self._caught_up.set()
-                logger.info("deployments caught up: %d bots routed", len(self._table))
-
-    def _handle(self, message: Message, catch_up: CatchUp) -> None:
-        error = message.error()
-        if error is not None:
-            if _is_fatal(KafkaException(error)):
-                raise KafkaException(error)
-            logger.warning("deployments consumer error on %s: %s", self._topic, error.str())
-            return
-        catch_up.observe(message.partition() or 0, message.offset() or 0, time.monotonic())
-        try:
-            changes = self._apply(message)
-        except ContractError as exc:
-            logger.warning(
-                "skipping an invalid deployment record at %s[%s]@%s: %s",
-                message.topic(),
-                message.partition(),
-                message.offset(),
-                exc,
-            )
-            return
-        for change in changes:
-            self._notify(change)
-
-    def _apply(self, message: Message) -> list[RouteChange]:
+    def _apply(self, message: Message) -> None:
         key = message.key()
         if not key:
             raise ContractError("schema_violation", "record has no key (the bot id)")
         bot_id = key.decode("utf-8", errors="replace")
         value = message.value()
         record = None if value is None else decode(MessageKind.DEPLOYMENT, value)
-        return self._table.apply(bot_id, record)
+        for change in self._table.apply(bot_id, record):
+            self._notify(change)
 
     def _notify(self, change: RouteChange) -> None:
         if self._on_change is None:
@@ -185,18 +53,3 @@ class DeploymentTailer:
             self._on_change(change)
         except Exception:  # a listener's bug must not stop routing for everyone else
             logger.exception("on_change failed for %s/%s", change.bot_id, change.stage)
-
-
-def _is_fatal(exc: BaseException) -> bool:
-    """Whether the tailer must give up on ``exc``.
-
-    ``classify`` calls a KafkaException fatal unless librdkafka flags it retriable, but
-    librdkafka sets no flags on consumer and metadata errors (a timed-out metadata
-    request is ``_TRANSPORT`` with neither), and the client reconnects by itself. So for
-    Kafka errors only librdkafka's own fatal verdict counts; anything else goes through
-    ``classify`` (KafkaUnavailable for a missing topic is retriable).
-    """
-    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
-        error: KafkaError = exc.args[0]
-        return bool(error.fatal()) or error.code() == KafkaError._FATAL
-    return classify(exc) is Disposition.FATAL

@@ -5,6 +5,8 @@ Pure apart from the model run itself and the injected clock: no Kafka, no store.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +49,8 @@ class AnswerContext:
     default_top_k: int = 3
     max_rows_per_run: int = 256
     clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
+    kill_on_text: str | None = None
+    """Test-only fault injection: SIGKILL this process when a query's text contains it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,8 @@ def _failing(error: QueryFailed, route: Route) -> Callable[[DecodedQuery], Failu
 def _answer_chunk(
     model: ServingModel, chunk: Sequence[DecodedQuery], context: AnswerContext, out: BatchOutcome
 ) -> None:
+    if context.kill_on_text is not None:
+        _kill_if_asked(context.kill_on_text, chunk)
     started_ms = context.clock_ms()
     started = time.perf_counter()
     try:
@@ -126,6 +132,12 @@ def _answer_chunk(
         out.replies.append(_reply(model, query, top, timing, context))
 
 
+def _kill_if_asked(marker: str, chunk: Sequence[DecodedQuery]) -> None:
+    """Die the way a native crash in onnxruntime would: no exception, no cleanup."""
+    if any(marker in q.query["text"] for q in chunk):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _run(model: ServingModel, texts: list[str]) -> npt.NDArray[np.float32]:
     probs = predict(model.session, model.metadata.featurizer, texts)
     labels = len(model.metadata.labels)
@@ -134,6 +146,24 @@ def _run(model: ServingModel, texts: list[str]) -> npt.NDArray[np.float32]:
     if not np.isfinite(probs).all():
         raise ValueError("model returned non-finite scores")
     return probs
+
+
+def _source(query: DecodedQuery) -> dict[str, Any]:
+    origin = query.origin
+    if origin is None:
+        record = query.record
+        return {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "attempt": 1,
+        }
+    return {
+        "topic": origin.topic,
+        "partition": origin.partition,
+        "offset": origin.offset,
+        "attempt": origin.attempt,
+    }
 
 
 def _late(query: DecodedQuery, route: Route, now_ms: int) -> Failure:
@@ -183,11 +213,7 @@ def _reply(
             "total_ms": max(0.0, timing["now_ms"] - sent),
         },
         "worker": context.worker.as_ref(),
-        "source": {
-            "topic": query.record.topic,
-            "partition": query.record.partition,
-            "offset": query.record.offset,
-        },
+        "source": _source(query),
         "produced_at_ms": int(timing["now_ms"]),
     }
     if "trace" in q:

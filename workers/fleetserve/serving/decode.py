@@ -9,7 +9,7 @@ import orjson
 
 from fleetserve.contracts import MessageKind, decode
 from fleetserve.deadletters import reasons
-from fleetserve.deadletters.build import Failure
+from fleetserve.deadletters.build import Failure, Origin
 from fleetserve.errors import ContractError
 from fleetserve.kafka.records import InboundRecord
 
@@ -20,6 +20,8 @@ class DecodedQuery:
     query: dict[str, Any]
     stage: str
     deadline_ms: int | None
+    origin: Origin | None = None
+    """The query as first read when ``record`` came from the retry tier; None: a first try."""
 
     @property
     def bot_id(self) -> str:
@@ -46,7 +48,7 @@ class DecodedQuery:
 
 
 def decode_query(
-    record: InboundRecord, *, max_bytes: int, default_stage: str
+    record: InboundRecord, *, max_bytes: int, default_stage: str, origin: Origin | None = None
 ) -> DecodedQuery | Failure:
     """Check size, JSON, the query contract and the key; never raises on bad input.
 
@@ -70,7 +72,7 @@ def decode_query(
             reasons.PHASE_DECODE,
             f"{exc.reason}: {exc}",
             error_type="fleetserve.errors.ContractError",
-            **_salvage(record.value),
+            **salvage(record.value),
         )
     if record.key != query["bot_id"].encode():
         return Failure(
@@ -82,7 +84,8 @@ def decode_query(
             request_id=query["request_id"],
         )
     _integral_numbers(query)
-    return DecodedQuery(record, query, query.get("stage", default_stage), deadline_of(query))
+    stage = query.get("stage", default_stage)
+    return DecodedQuery(record, query, stage, deadline_of(query), origin)
 
 
 _INTEGER_FIELDS: Final = ("version", "sent_at_ms", "ttl_ms", "deadline_ms", "top_k")
@@ -112,8 +115,10 @@ def deadline_of(query: dict[str, Any]) -> int | None:
     return None
 
 
-def _salvage(value: bytes) -> dict[str, Any]:
+def salvage(value: bytes | None) -> dict[str, Any]:
     """bot_id and request_id of an invalid query when they can be read, for the dead letter."""
+    if value is None:
+        return {}
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError:

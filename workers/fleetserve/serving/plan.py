@@ -10,24 +10,68 @@ from fleetserve.deadletters import reasons
 from fleetserve.deadletters.build import Failure
 from fleetserve.errors import QueryFailed
 from fleetserve.kafka.records import InboundRecord
+from fleetserve.retry.due import DueSplit, split_due
 from fleetserve.routing import Route
 from fleetserve.serving.decode import DecodedQuery
 
 Resolve = Callable[[str, str], Route]
 
 
+Partition = tuple[str, int]
+
+
 @dataclass(frozen=True, slots=True)
-class FairTake:
-    """Records to process now, and where to rewind each partition whose tail waits."""
+class Selection:
+    """What one pass processes, and where every partition it did not finish resumes."""
 
     records: list[InboundRecord]
-    rewind: dict[tuple[str, int], int]
+    """Processed now: a prefix of each partition's polled records."""
+    resume: dict[Partition, int]
+    """Per partition, the first polled offset not processed: the next poll starts there."""
+    pause_until: dict[Partition, int]
+    """Retry partitions whose resume point is a record not yet due, and when it is due."""
 
 
-def fair_take(records: Sequence[InboundRecord], max_rows_per_bot: int) -> FairTake:
+def select(
+    records: Sequence[InboundRecord],
+    *,
+    retry_topic: str | None,
+    now_ms: int,
+    max_rows_per_bot: int,
+) -> Selection:
+    """Due records, then a fair share per bot; every partition resumes at its first leftover.
+
+    One rule places every partition, whatever held its records back (a retry not yet due,
+    a bot over its share, or both): the first polled offset not processed. Deciding it per
+    cause lost records when both applied to one retry partition.
+    """
+    due = split_due(records, retry_topic, now_ms) if retry_topic else DueSplit(list(records))
+    taken = fair_take(due.due, max_rows_per_bot)
+    resume = unprocessed_heads(records, taken)
+    pause_until = {
+        where: due_ms for where, (offset, due_ms) in due.held.items() if resume.get(where) == offset
+    }
+    return Selection(taken, resume, pause_until)
+
+
+def unprocessed_heads(
+    polled: Sequence[InboundRecord], processed: Sequence[InboundRecord]
+) -> dict[Partition, int]:
+    """Per partition, the lowest polled offset that is not among ``processed``."""
+    done = {(r.topic, r.partition, r.offset) for r in processed}
+    heads: dict[Partition, int] = {}
+    for record in polled:
+        if (record.topic, record.partition, record.offset) in done:
+            continue
+        where = (record.topic, record.partition)
+        heads[where] = min(heads.get(where, record.offset), record.offset)
+    return heads
+
+
+def fair_take(records: Sequence[InboundRecord], max_rows_per_bot: int) -> list[InboundRecord]:
     """Keep each partition's records in order until one bot has used its share of the pass.
 
-    The rest of that partition is put back (rewind offset), not reordered: under
+    The rest of that partition is put back (see :func:`select`), not reordered: under
     exactly-once the committed offset is the only record of progress, so a partition can
     only advance as a prefix. The bound keeps one hot bot from filling the whole pass, so
     every other partition's bots are answered in the same pass; behind the hot bot in its
@@ -35,19 +79,19 @@ def fair_take(records: Sequence[InboundRecord], max_rows_per_bot: int) -> FairTa
     Records are grouped by key without decoding; the key is the bot id by contract.
     """
     taken: list[InboundRecord] = []
-    rewind: dict[tuple[str, int], int] = {}
+    stopped: set[Partition] = set()
     per_bot: dict[tuple[str, int, bytes | None], int] = defaultdict(int)
     for record in records:
         where = (record.topic, record.partition)
-        if where in rewind:
+        if where in stopped:
             continue
         bot = (record.topic, record.partition, record.key)
         if per_bot[bot] >= max_rows_per_bot:
-            rewind[where] = record.offset
+            stopped.add(where)
             continue
         per_bot[bot] += 1
         taken.append(record)
-    return FairTake(taken, rewind)
+    return taken
 
 
 @dataclass

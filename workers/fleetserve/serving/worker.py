@@ -1,7 +1,9 @@
 """The serving worker: a consumer-group member that answers queries until told to stop.
 
 Start-up order matters: the routing table must have caught up with the deployments
-topic before the first query is read, or a bot deployed long ago would look unknown.
+topic, and the crash-loop breaker with the group's crash evidence, before the first
+query is read; otherwise a bot deployed long ago would look unknown, and a record that
+just killed this worker's predecessor would be processed as if nothing happened.
 """
 
 from __future__ import annotations
@@ -11,39 +13,47 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from fleetserve.breaker.crash_breaker import CrashBreaker
 from fleetserve.cache import CacheMetrics, ModelCache, SnapshotLoader
 from fleetserve.config import Settings
-from fleetserve.deadletters.build import WorkerIdentity
+from fleetserve.deadletters.build import Verdict, WorkerIdentity
 from fleetserve.errors import FatalError
-from fleetserve.kafka.clients import consumer as new_consumer
-from fleetserve.kafka.clients import producer as new_producer
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.kafka.clients import admin_client
+from fleetserve.kafka.records import Coordinates, InboundRecord
 from fleetserve.ops import HealthInputs, HealthReport, OpsServer, evaluate_health
 from fleetserve.retry.backoff import BackoffPolicy
+from fleetserve.retry.dedupe import RetrySteps
+from fleetserve.retry.pausing import RetryPauses
 from fleetserve.routing.table import RouteChange, RoutingTable
 from fleetserve.routing.tailer import DeploymentTailer
 from fleetserve.serving.answer import AnswerContext
-from fleetserve.serving.commit import (
-    PRODUCER_CONFIG,
-    TRANSACTION_TIMEOUT_MS,
-    AtLeastOnceCommitter,
-    Committer,
-    TransactionalCommitter,
-    rewind,
-)
+from fleetserve.serving.clients import serving_committer, serving_consumer, step_reader
+from fleetserve.serving.commit import Committer, rewind
 from fleetserve.serving.metrics import WorkerMetrics
+from fleetserve.serving.plan import unprocessed_heads
 from fleetserve.serving.processor import BatchProcessor, PassResult, ProcessorConfig
 from fleetserve.serving.rebalance import RebalanceTracker
-from fleetserve.serving.targets import PartitionCounts, metadata_lookup
+from fleetserve.serving.targets import (
+    UNCHECKED,
+    CachedFacts,
+    FactsLookup,
+    ReplyTargets,
+    TopicFacts,
+    cluster_lookup,
+    default_allowlist,
+)
 from fleetserve.store import LocalDirectoryStore
 from fleetserve.store.base import ArtifactStore
-from fleetserve.topics.spec import TopicSet
+from fleetserve.topics.spec import CONTROL_ROLES, TopicSet
 
 logger = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -52,27 +62,26 @@ class WorkerTopics:
     replies: str
     dead_letters: str
     deployments: str
-    control: frozenset[str]
+    crashes: str
+    control_names: frozenset[str]
+    """Control topics' names without a namespace: refused as reply_to in any namespace."""
     retry: str | None = None
 
     @classmethod
     def from_declared(cls, declared: TopicSet, replies_override: str | None) -> WorkerTopics:
-        control = frozenset(
-            declared.name(role)
-            for role in ("queries", "dead_letters", "retry", "replays", "deployments")
-        )
         return cls(
             queries=declared.name("queries"),
             replies=replies_override or declared.name("replies"),
             dead_letters=declared.name("dead_letters"),
             deployments=declared.name("deployments"),
-            control=control,
+            crashes=declared.name("crashes"),
+            control_names=frozenset(declared.base_name(role) for role in CONTROL_ROLES),
             retry=declared.name("retry"),
         )
 
 
 class Worker:
-    """Owns the consumer, producer, routing tailer, model cache and ops endpoints."""
+    """Owns the consumer, producer, routing tailer, crash breaker, model cache and ops."""
 
     def __init__(
         self,
@@ -89,7 +98,10 @@ class Worker:
         self.registry = registry or CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry)
         self.cache = ModelCache(
-            SnapshotLoader(store or LocalDirectoryStore(settings.store_dir)),
+            SnapshotLoader(
+                store or LocalDirectoryStore(settings.store_dir),
+                max_model_bytes=self.serving.max_model_bytes,
+            ),
             budget_bytes=self.serving.model_memory_bytes,
             max_models=self.serving.max_models,
             metrics=CacheMetrics(self.registry),
@@ -99,40 +111,60 @@ class Worker:
         self.tailer = DeploymentTailer(
             settings.kafka, topics.deployments, self.table, on_change=self._route_changed
         )
+        self.breaker = CrashBreaker(
+            settings.kafka,
+            topics.crashes,
+            group=settings.group_id,
+            worker_id=settings.worker_id,
+            state_dir=Path(self.serving.state_dir),
+            poison_after=self.serving.poison_after,
+        )
         self.ops = OpsServer(
             self.serving.ops_host, self.serving.ops_port, self.registry, self.health
         )
         self.processor = BatchProcessor(
-            ProcessorConfig(
-                dead_letters_topic=topics.dead_letters,
-                default_stage=settings.stage.value,
-                max_record_bytes=self.serving.max_record_bytes,
-                max_rows_per_bot=self.serving.max_rows_per_bot,
-                control_topics=topics.control,
-                retry_topic=topics.retry,
-                partitions_of=PartitionCounts(self._reply_topic_partitions),
-                backoff=BackoffPolicy(
-                    base_ms=self.serving.retry_base_ms,
-                    max_ms=self.serving.retry_max_ms,
-                    max_attempts=self.serving.retry_max_attempts,
-                ),
-            ),
+            self._processor_config(),
             AnswerContext(
                 self.identity,
                 topics.replies,
                 default_top_k=self.serving.default_top_k,
                 max_rows_per_run=self.serving.max_rows_per_run,
+                kill_on_text=self.serving.fault_kill_on_text,
             ),
             self.table.resolve,
             self.cache.pinned,
         )
         self.rebalance = RebalanceTracker()
-        self.assigned: set[tuple[str, int]] = set()
-        self.paused_until: dict[tuple[str, int], int] = {}  # retry partitions not yet due
+        self.assigned: set[Partition] = set()
+        self.pauses = RetryPauses()
+        self.retry_steps = RetrySteps()
+        self._step_reader: Consumer | None = None
+        self.rejected: dict[Coordinates, Verdict] = {}  # refused on delivery: dead letters next
         self._stop = threading.Event()
         self._heartbeat = time.monotonic()
         self._committer: Committer | None = None
         self._consumer: Consumer | None = None
+        self._facts: FactsLookup | None = None
+        self._clean_exit = False
+
+    def _processor_config(self) -> ProcessorConfig:
+        return ProcessorConfig(
+            dead_letters_topic=self.topics.dead_letters,
+            default_stage=self.settings.stage.value,
+            max_record_bytes=self.serving.max_record_bytes,
+            max_rows_per_bot=self.serving.max_rows_per_bot,
+            reply_targets=ReplyTargets(
+                allowed=default_allowlist(self.topics.replies, self.serving.reply_to_allow),
+                control_names=self.topics.control_names,
+                facts=CachedFacts(self._topic_facts),
+            ),
+            retry_topic=self.topics.retry,
+            backoff=BackoffPolicy(
+                base_ms=self.serving.retry_base_ms,
+                max_ms=self.serving.retry_max_ms,
+                max_attempts=self.serving.retry_max_attempts,
+            ),
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -143,12 +175,13 @@ class Worker:
     def run(self, ready: threading.Event | None = None) -> None:
         self.ops.start()
         self.tailer.start()
+        self.breaker.start()
         try:
-            if not self._wait_for_deployments():
+            if not self._wait_for_control_topics():
                 return
-            self._committer = self._new_committer()
+            self._committer = serving_committer(self.settings, self.processor.rescue)
             self._committer.start()
-            self._consumer = self._new_consumer()
+            self._consumer = serving_consumer(self.settings)
             self._consumer.subscribe(
                 [self.topics.queries, *([self.topics.retry] if self.topics.retry else [])],
                 on_assign=self._on_assign,
@@ -166,31 +199,35 @@ class Worker:
             if ready is not None:
                 ready.set()
             self._loop(self._consumer, self._committer)
+            self._clean_exit = True
         finally:
             self._close()
 
-    def _wait_for_deployments(self) -> bool:
+    def _wait_for_control_topics(self) -> bool:
         waited = 0.0
         while not self._stop.is_set():
             self._heartbeat = time.monotonic()
-            if self.tailer.wait_caught_up(1.0):
+            if self.tailer.wait_caught_up(1.0) and self.breaker.ready(1.0):
                 logger.info("routing table caught up: %d bots", len(self.table))
                 return True
             if not self.tailer.healthy:
                 raise FatalError(f"cannot read the deployments topic {self.topics.deployments}")
+            if not self.breaker.healthy:
+                raise FatalError(f"cannot read the crashes topic {self.topics.crashes}")
             waited += 1.0
             if waited % 10 == 0:
-                logger.warning(
-                    "still catching up with %s after %.0f s", self.topics.deployments, waited
-                )
+                logger.warning("still catching up with the control topics after %.0f s", waited)
         return False
 
     def _close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()  # leaves the group: its partitions move at once
+        if self._step_reader is not None:
+            self._step_reader.close()
         if self._committer is not None:
             self._committer.close()
         self.tailer.stop()
+        self.breaker.stop(clean=self._clean_exit)
         self.cache.close()
         self.ops.stop()
         logger.info("worker %s stopped", self.identity.worker_id)
@@ -200,7 +237,7 @@ class Worker:
     def _loop(self, consumer: Consumer, committer: Committer) -> None:
         while not self._stop.is_set():
             self._heartbeat = time.monotonic()
-            self._resume_due(consumer)
+            self.pauses.resume_due(consumer, self.processor.context.clock_ms())
             messages = self._poll(consumer)
             records = self._records(messages)
             self._note_rebalance_window()
@@ -226,36 +263,34 @@ class Worker:
         self, consumer: Consumer, committer: Committer, records: Sequence[InboundRecord]
     ) -> None:
         started = time.perf_counter()
-        result = self.processor.process(records)
-        if result.rewind:
-            # Offsets beyond the fair share were never processed: read them next pass.
-            rewind(consumer, result.rewind)
-            self.metrics.deferred.inc(len(result.rewind))
-        if result.held:
-            self._hold(consumer, result.held)
+        judgement = self.breaker.judge(records)
+        if judgement.step is not None:
+            # Crash evidence on this partition: one record per pass until it is resolved.
+            rewind(consumer, unprocessed_heads(records, [judgement.step]))
+            records = [judgement.step]
+        result = self.processor.process(
+            records,
+            verdicts={**judgement.poisoned, **self.rejected},
+            before=lambda taken: self.breaker.begin(taken, self.processor.context.clock_ms()),
+            step_done=self.retry_steps.done,
+        )
+        if result.resume:
+            # Offsets polled but not processed (a fair share, a retry not yet due): again.
+            rewind(consumer, result.resume)
+            self.metrics.deferred.inc(len(result.resume))
+        self.pauses.hold(consumer, result.pause_until, self.assigned)
         if committer.commit(consumer, result):
             self._count(result)
+            self.breaker.committed(result.next_offsets)
+            for where, steps in result.retry_steps.items():
+                self.retry_steps.remember(where, steps)
+            for output in result.outputs:
+                if output.record is not None:
+                    self.rejected.pop(output.record.coordinates, None)
         else:
             self.metrics.aborted.inc()
+            self.rejected.update(committer.take_rejections())
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-
-    def _hold(self, consumer: Consumer, held: dict[tuple[str, int], tuple[int, int]]) -> None:
-        """Pause retry partitions whose head is not due, so waiting costs no polling."""
-        rewind(consumer, {where: offset for where, (offset, _) in held.items()})
-        owned = [where for where in held if where in self.assigned]
-        consumer.pause([TopicPartition(topic, partition) for topic, partition in owned])
-        for where in owned:
-            self.paused_until[where] = held[where][1]
-
-    def _resume_due(self, consumer: Consumer) -> None:
-        if not self.paused_until:
-            return
-        now_ms = self.processor.context.clock_ms()
-        due = [where for where, due_ms in self.paused_until.items() if due_ms <= now_ms]
-        if due:
-            consumer.resume([TopicPartition(topic, partition) for topic, partition in due])
-            for where in due:
-                del self.paused_until[where]
 
     def _records(self, messages: list[Message]) -> list[InboundRecord]:
         records = []
@@ -299,15 +334,28 @@ class Worker:
             )
             self.cache.retire(change.bot_id, keep=change.new)
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned.update((tp.topic, tp.partition) for tp in partitions)
         self._assignment_changed(f"+{len(partitions)} partitions")
+        for tp in partitions:
+            if tp.topic == self.topics.retry:
+                self._read_back_steps(consumer, (tp.topic, tp.partition))
+
+    def _read_back_steps(self, consumer: Consumer, where: Partition) -> None:
+        if self._step_reader is None:
+            self._step_reader = step_reader(self.settings)
+        try:
+            learned = self.retry_steps.read_back(self._step_reader, consumer, where)
+        except KafkaException as exc:  # a later copy may then be processed twice: say so
+            logger.warning("could not read back retry steps of %s[%d]: %s", *where, exc)
+            return
+        logger.info("retry steps of %s[%d] read back: %d", *where, learned)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned.difference_update(gone)
-        for where in gone & self.paused_until.keys():
-            del self.paused_until[where]
+        self.pauses.forget(gone)
+        self.retry_steps.forget(gone)
         self._assignment_changed(f"-{len(partitions)} partitions")
 
     def _assignment_changed(self, change: str) -> None:
@@ -323,46 +371,18 @@ class Worker:
 
     # -- clients and health -----------------------------------------------------------------
 
-    def _reply_topic_partitions(self, topic: str) -> int | None:
+    def _topic_facts(self, topic: str) -> TopicFacts | None:
         if self._consumer is None:  # not serving yet: nothing to check against
-            return None
-        return metadata_lookup(self._consumer)(topic)
-
-    def _new_consumer(self) -> Consumer:
-        return new_consumer(
-            self.settings.kafka,
-            {
-                "group.id": self.settings.group_id,
-                "client.id": f"fleetserve-{self.identity.worker_id}",
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": self.serving.session_timeout_ms,
-                "isolation.level": "read_committed",
-                "enable.auto.commit": self.serving.delivery == "at-least-once",
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": False,
-                # A broker that holds an empty fetch for its whole wait (Tansu does, seen
-                # here) would add up to that wait to every query's latency.
-                "fetch.wait.max.ms": self.serving.fetch_wait_max_ms,
-            },
-        )
-
-    def _new_committer(self) -> Committer:
-        if self.serving.delivery == "at-least-once":
-            return AtLeastOnceCommitter(new_producer(self.settings.kafka, PRODUCER_CONFIG))
-        transactional = {
-            **PRODUCER_CONFIG,
-            # Stable per worker: a restarted worker fences its crashed self's transaction.
-            "transactional.id": f"fleetserve-{self.identity.group}-{self.identity.worker_id}",
-            "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
-        }
-        return TransactionalCommitter(new_producer(self.settings.kafka, transactional))
+            return UNCHECKED
+        if self._facts is None:
+            self._facts = cluster_lookup(self._consumer, admin_client(self.settings.kafka))
+        return self._facts(topic)
 
     def health(self) -> HealthReport:
         return evaluate_health(
             HealthInputs(
                 assigned_partitions=len(self.assigned),
-                deployments_caught_up=self.tailer.caught_up,
+                deployments_caught_up=self.tailer.caught_up and self.breaker.ledger.caught_up,
                 producer_healthy=self._committer is not None and self._committer.healthy(),
                 loop_heartbeat_age_s=time.monotonic() - self._heartbeat,
                 stopping=self._stop.is_set(),

@@ -42,8 +42,11 @@ class ArtifactStore(Protocol):
 
     def read_manifest(self, bot_id: str, version: str) -> dict[str, Any]: ...
 
-    def read_model(self, bot_id: str, version: str) -> bytes:
-        """The model bytes, verified against the manifest's sha256."""
+    def read_model(self, bot_id: str, version: str, max_bytes: int | None = None) -> bytes:
+        """The model bytes, verified against the manifest's sha256.
+
+        With ``max_bytes``, a larger model raises ArtifactTooLarge without being read whole.
+        """
         ...
 
     def versions(self, bot_id: str) -> list[str]: ...

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from fleetserve.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing
+from fleetserve.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing, ArtifactTooLarge
 from fleetserve.store.base import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -85,13 +85,18 @@ class LocalDirectoryStore:
             raise ArtifactCorrupt(f"manifest of {bot_id}/{version} is corrupt: {exc}") from None
         return manifest
 
-    def read_model(self, bot_id: str, version: str) -> bytes:
+    def read_model(self, bot_id: str, version: str, max_bytes: int | None = None) -> bytes:
         manifest = self.read_manifest(bot_id, version)
         path = self.snapshot_dir(bot_id, version) / MODEL_FILE
         try:
-            data = path.read_bytes()
+            with path.open("rb") as file:
+                data = file.read(-1 if max_bytes is None else max_bytes + 1)
         except FileNotFoundError:
             raise ArtifactMissing(f"snapshot {bot_id}/{version} has no {MODEL_FILE}") from None
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ArtifactTooLarge(
+                f"snapshot {bot_id}/{version}: {MODEL_FILE} is over {max_bytes} bytes"
+            )
         expected = manifest.get("model", {}).get("sha256")
         actual = sha256_hex(data)
         if actual != expected:

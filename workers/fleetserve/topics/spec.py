@@ -8,7 +8,17 @@ from types import MappingProxyType
 from typing import Any
 
 # Roles the code depends on; a topic file must declare each of them.
-REQUIRED_ROLES = ("queries", "replies", "dead_letters", "retry", "replays", "deployments")
+REQUIRED_ROLES = (
+    "queries",
+    "replies",
+    "dead_letters",
+    "retry",
+    "replays",
+    "deployments",
+    "crashes",
+)
+# Every role but replies: fleetserve's own bookkeeping, never a reply_to target.
+CONTROL_ROLES = tuple(role for role in REQUIRED_ROLES if role != "replies")
 
 
 @dataclass(frozen=True)
@@ -27,9 +37,14 @@ class TopicSet:
 
     env: str
     topics: Mapping[str, TopicSpec]
+    prefix: str = ""
 
     def name(self, role: str) -> str:
         return self.topics[role].name
+
+    def base_name(self, role: str) -> str:
+        """The declared name without this set's namespace prefix."""
+        return self.name(role).removeprefix(self.prefix)
 
     def by_name(self) -> dict[str, TopicSpec]:
         return {spec.name: spec for spec in self.topics.values()}
@@ -43,7 +58,7 @@ def resolve(document: Mapping[str, Any], env: str, prefix: str = "") -> TopicSet
         role: _resolve_topic(role, body, overrides, per_topic.get(role, {}), prefix)
         for role, body in document["topics"].items()
     }
-    return TopicSet(env=env, topics=MappingProxyType(topics))
+    return TopicSet(env=env, topics=MappingProxyType(topics), prefix=prefix)
 
 
 def _resolve_topic(

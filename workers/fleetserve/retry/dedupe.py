@@ -1,0 +1,86 @@
+"""Each retry step is processed once per group, even when its record appears twice.
+
+A retry step is one try of one query: (the query's first topic, partition, offset, and
+the attempt number). Two records of the same step exist when a pass that wrote one was
+not committed but its record is still read: ``--delivery at-least-once`` repeats a
+crashed pass, and the development broker (Tansu) hands aborted transactional records to
+``read_committed`` readers. Apache Kafka in exactly-once mode never shows the copy; the
+check then only costs a set lookup per retry record.
+
+A worker remembers the steps it committed per retry partition, and when it is assigned a
+retry partition it first reads back what the group committed just before, so a copy is
+caught across restarts and rebalances too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+
+from fleetserve.deadletters.build import Origin
+from fleetserve.kafka.records import InboundRecord
+from fleetserve.retry.state import retried_origin
+
+logger = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+Step = tuple[str, int, int, int]
+READ_BACK: int = 10_000  # records of a retry partition read back on assignment
+READ_BACK_TIMEOUT_S = 10.0
+
+
+def step_of(origin: Origin) -> Step:
+    return (origin.topic, origin.partition, origin.offset, origin.attempt)
+
+
+class RetrySteps:
+    """The retry steps this group committed lately, per retry partition (bounded)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._done: dict[Partition, OrderedDict[Step, None]] = {}
+
+    def done(self, where: Partition, step: Step) -> bool:
+        return step in self._done.get(where, ())
+
+    def remember(self, where: Partition, steps: Iterable[Step]) -> None:
+        done = self._done.setdefault(where, OrderedDict())
+        for step in steps:
+            done[step] = None
+        while len(done) > self.limit:
+            done.popitem(last=False)
+
+    def forget(self, partitions: Iterable[Partition]) -> None:
+        for where in partitions:
+            self._done.pop(where, None)
+
+    def read_back(self, reader: Consumer, group_consumer: Consumer, where: Partition) -> int:
+        """Learn the steps committed just before this partition's committed offset."""
+        topic, partition = where
+        (committed,) = group_consumer.committed([TopicPartition(topic, partition)], timeout=5)
+        end = committed.offset
+        if end in (OFFSET_INVALID, None) or end <= 0:
+            return 0
+        start = max(0, end - READ_BACK)
+        reader.assign([TopicPartition(topic, partition, start)])
+        steps = []
+        deadline = time.monotonic() + READ_BACK_TIMEOUT_S
+        position = start
+        while position < end and time.monotonic() < deadline:
+            for message in reader.consume(500, 0.2):
+                if message.error() is not None:
+                    continue
+                record = InboundRecord.from_message(message)
+                position = max(position, record.offset + 1)
+                origin = retried_origin(record) if record.offset < end else None
+                if origin is not None:
+                    steps.append(step_of(origin))
+        reader.unassign()
+        if position < end:
+            logger.warning("read back %s[%d] only to %d of %d", topic, partition, position, end)
+        self.remember(where, steps)
+        return len(steps)
