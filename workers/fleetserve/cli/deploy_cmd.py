@@ -11,10 +11,11 @@ import orjson
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.tables import format_table
-from fleetserve.config import Settings, Stage
+from fleetserve.config.settings import Settings, Stage
+from fleetserve.core.facts import STAGES
 from fleetserve.deploy.control import ControlPlane
 from fleetserve.kafka.probe import describe_cluster
-from fleetserve.store import LocalDirectoryStore
+from fleetserve.store.local import LocalDirectoryStore
 from fleetserve.topics.loader import load_topics
 
 STAGE_CHOICE = click.Choice([s.value for s in Stage])
@@ -114,7 +115,7 @@ def deployments(settings: Settings, bot_id: str | None, as_json: bool) -> None:
             click.echo(orjson.dumps(record).decode())
         return
     rows = [_row(record) for record in sorted(records, key=lambda r: r["bot_id"])]
-    click.echo(format_table(["bot", "dev", "beta", "real", "action", "actor"], rows))
+    click.echo(format_table(["bot", *STAGES, "action", "actor"], rows))
 
 
 def _row(record: dict[str, Any]) -> dict[str, object]:
@@ -124,6 +125,6 @@ def _row(record: dict[str, Any]) -> dict[str, object]:
         "action": record["action"],
         "actor": record["actor"],
     }
-    for stage in ("dev", "beta", "real"):
+    for stage in STAGES:
         row[stage] = stages[stage]["model_version"] if stage in stages else None
     return row
