@@ -6,7 +6,7 @@ turns a result into suspects and a cleaned bot file.
 """
 
 from fleetserve.clean.channel import Channel, choose_family, fit_channel
-from fleetserve.clean.family import FamilyChecker, hidden_features
+from fleetserve.clean.family import FamilyChecker
 from fleetserve.clean.pico import PicoConfig, PicoResult, Round, run_pico
 
 __all__ = [
@@ -17,6 +17,5 @@ __all__ = [
     "Round",
     "choose_family",
     "fit_channel",
-    "hidden_features",
     "run_pico",
 ]

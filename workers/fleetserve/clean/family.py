@@ -1,8 +1,8 @@
 """The bot's own model family, behind the one interface the data loop needs.
 
-Everything in :mod:`fleetserve.clean` and :mod:`fleetserve.relabel` that trains a model
+Everything in :mod:`fleetserve.clean` that trains a model
 goes through this module: "train on these texts and labels with the default config,
-return class probabilities (or the hidden features) for those texts". When the model
+return class probabilities for those texts". When the model
 package changes, this is the one file to re-point.
 """
 
@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from fleetserve.models.config import ModelConfig
 from fleetserve.models.featurize import Features, featurize, select
-from fleetserve.models.train import ModelWeights, forward, pooled, train
+from fleetserve.models.train import ModelWeights, forward, train
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -52,19 +52,3 @@ class FamilyChecker:
         weights = self.fit(train_rows, labels, n_classes, seed)
         probs: F32 = forward(weights, select(self.features, predict_rows))
         return probs
-
-
-def hidden_features(
-    train_texts: Sequence[str], train_labels: Sequence[str], texts: Sequence[str], seed: int = 0
-) -> F32:
-    """The family's pooled, activated embedding of ``texts`` after training on the bot's
-    own labelled texts: the representation its classifier head separates intents with."""
-    config = ModelConfig()
-    intents = sorted(set(train_labels))
-    index = {intent: i for i, intent in enumerate(intents)}
-    labels = np.array([index[label] for label in train_labels], np.int64)
-    checker = FamilyChecker(train_texts, config)
-    weights = checker.fit(np.arange(len(train_texts), dtype=np.int64), labels, len(intents), seed)
-    hidden = pooled(weights.table, featurize(config.featurizer, texts))
-    result: F32 = np.tanh(hidden) if weights.activation == "tanh" else hidden
-    return result

@@ -1,13 +1,17 @@
 """Intent discovery: clusters of a bot's fallback queries, for an operator to name.
 
-Features: TF-IDF of word 1-2-grams and character 2-4-grams, and, when the bot's training
-data is known, the hidden layer of a model of the bot's own family trained on it. The
-distance between two queries is one minus the mean of their cosine similarities in each
-view. Clusters come from scikit-learn's HDBSCAN, which needs no cluster count and leaves
-stragglers unclustered; ``min_cluster_size`` is the smallest group worth naming as an
-intent. Each cluster reports its size (queries), representative texts (closest to the
-cluster's medoid) and the nearest existing intent (the intent the deployed model scored
-highest across the cluster's replies).
+Features: TF-IDF of word 1-2-grams and character 2-4-grams (cosine distance). With the
+bot's training data, clusters are scikit-learn's average-linkage agglomeration cut at the
+bot's own spread: the largest, over its intents, of the mean distance between two
+utterances of one intent, so a candidate intent hangs together at least as tightly as
+the bot's loosest intent. (The hidden layer of the bot's own model was tried as a second
+view: trained on the bot, it packs the bot's own intents far tighter than any unseen
+one, so the spread it measures splits every new intent into fragments.) Without the
+bot's data: scikit-learn's HDBSCAN (no cluster count, stragglers left out).
+``min_cluster_size`` is the smallest group worth naming as an intent. Each cluster
+reports its size (queries), representative texts (closest to the cluster's medoid) and
+the nearest existing intent: the intent the deployed model (the bot's own) scored
+highest across the cluster's replies.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 
 from fleetserve.bots.definition import BotDefinition
-from fleetserve.clean.family import hidden_features
 from fleetserve.relabel.files import Cluster
 from fleetserve.relabel.queue import ReviewEntry
 
@@ -31,6 +34,7 @@ DEFAULT_MIN_CLUSTER_SIZE: Final = 3
 MAX_CLUSTERED: Final = 3000  # the most helpful entries; the distance matrix is n x n
 REPRESENTATIVES: Final = 5
 _KEEP_LABEL_OVERLAP: Final = 0.5
+_KNOWN_PER_INTENT: Final = 20  # the bot's utterances sampled per intent to measure its spread
 
 
 def discover_clusters(
@@ -51,8 +55,8 @@ def discover_clusters(
     )[:MAX_CLUSTERED]
     if len(candidates) < max(min_cluster_size, 2):
         return []
-    distances = _distances([e.text for e in candidates], bot, seed)
-    labels = _hdbscan(distances, min_cluster_size)
+    distances, spread = _distances([e.text for e in candidates], bot, seed)
+    labels = _cluster(distances, spread, min_cluster_size)
     clusters = []
     found = sorted(set(labels.tolist()) - {-1})
     members_of = {c: np.flatnonzero(labels == c) for c in found}
@@ -68,7 +72,38 @@ def discover_clusters(
     return clusters
 
 
-def _distances(texts: list[str], bot: BotDefinition | None, seed: int) -> F64:
+def _distances(texts: list[str], bot: BotDefinition | None, seed: int) -> tuple[F64, float | None]:
+    """Pairwise distances of ``texts`` and, with the bot's data, how far apart the bot's
+    own utterances of one intent are (the median over intents of their mean distance)."""
+    known = _known_sample(bot, seed) if bot is not None and len(bot.intents()) >= 2 else []
+    all_texts = texts + [text for text, _ in known]
+    similarity = _tfidf_similarity(all_texts)
+    distances: F64 = np.clip(1.0 - similarity, 0.0, 2.0)
+    np.fill_diagonal(distances, 0.0)
+    n = len(texts)
+    if not known:
+        return distances[:n, :n], None
+    intents = np.array([intent for _, intent in known])
+    block = distances[n:, n:]
+    spreads = []
+    for intent in np.unique(intents):
+        rows = np.flatnonzero(intents == intent)
+        if rows.size > 1:
+            spreads.append(block[np.ix_(rows, rows)].sum() / (rows.size * (rows.size - 1)))
+    return distances[:n, :n], float(np.max(spreads)) if spreads else None
+
+
+def _known_sample(bot: BotDefinition, seed: int) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    sample: list[tuple[str, str]] = []
+    for intent in bot.intents():
+        texts = [u.text for u in bot.utterances if u.intent == intent]
+        chosen = rng.permutation(len(texts))[:_KNOWN_PER_INTENT]
+        sample += [(texts[i], intent) for i in sorted(chosen)]
+    return sample
+
+
+def _tfidf_similarity(texts: list[str]) -> F64:
     from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415 - slow import
     from sklearn.pipeline import FeatureUnion  # noqa: PLC0415
     from sklearn.preprocessing import normalize  # noqa: PLC0415
@@ -80,17 +115,24 @@ def _distances(texts: list[str], bot: BotDefinition | None, seed: int) -> F64:
         ]
     )
     tfidf = normalize(union.fit_transform(texts))
-    similarity = np.asarray((tfidf @ tfidf.T).todense(), np.float64)
-    if bot is not None and len(bot.intents()) >= 2:
-        hidden = normalize(
-            hidden_features(
-                [u.text for u in bot.utterances], [u.intent for u in bot.utterances], texts, seed
-            )
-        )
-        similarity = (similarity + hidden @ hidden.T) / 2.0
-    distances: F64 = np.clip(1.0 - similarity, 0.0, 2.0)
-    np.fill_diagonal(distances, 0.0)
-    return distances
+    return np.asarray((tfidf @ tfidf.T).todense(), np.float64)
+
+
+def _cluster(distances: F64, spread: float | None, min_cluster_size: int) -> npt.NDArray[np.int64]:
+    """Average-linkage cut at the bot's own intent spread when it is known (a new intent
+    should hang together as tightly as the bot's intents do); HDBSCAN otherwise. Groups
+    smaller than ``min_cluster_size`` are left unclustered (-1)."""
+    if spread is None:
+        return _hdbscan(distances, min_cluster_size)
+    from sklearn.cluster import AgglomerativeClustering  # noqa: PLC0415
+
+    model = AgglomerativeClustering(
+        n_clusters=None, metric="precomputed", linkage="average", distance_threshold=spread
+    )
+    labels: npt.NDArray[np.int64] = np.asarray(model.fit_predict(distances), np.int64)
+    sizes = np.bincount(labels)
+    labels[sizes[labels] < min_cluster_size] = -1
+    return labels
 
 
 def _hdbscan(distances: F64, min_cluster_size: int) -> npt.NDArray[np.int64]:
