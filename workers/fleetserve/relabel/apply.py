@@ -22,7 +22,6 @@ import orjson
 from fleetserve.bots.assemble import MIN_UTTERANCES_PER_INTENT
 from fleetserve.bots.loader import format_for, parse_bot
 from fleetserve.bots.rows import BotFormat, parse_rows
-from fleetserve.bots.text import match_key
 from fleetserve.errors import BotInputError
 from fleetserve.relabel.botsource import BotSource
 from fleetserve.relabel.files import (
@@ -35,6 +34,7 @@ from fleetserve.relabel.files import (
     read_queue,
     replace_file,
 )
+from fleetserve.relabel.textnoise import review_key
 
 PROVENANCE_IDS = 5
 
@@ -121,14 +121,15 @@ def _apply_to_file(
 ) -> list[dict[str, Any]]:
     fmt = format_for(path)
     original = path.read_bytes()
-    existing = {match_key(r.text): r.intent for r in parse_rows(original, fmt, str(path))}
+    # The review's own key (punctuation folded too): a text the bot has is not added again.
+    existing = {review_key(r.text): r.intent for r in parse_rows(original, fmt, str(path))}
     intents = {i for i in existing.values() if i is not None}
     fresh: list[Accepted] = []
     for item in items:
-        had = existing.get(match_key(item.text), "")
+        had = existing.get(review_key(item.text), "")
         if had == "":
             fresh.append(item)
-            existing[match_key(item.text)] = item.intent
+            existing[review_key(item.text)] = item.intent
         else:
             result.counts["already_present" if had == item.intent else "conflicts"] += 1
     new_counts = Counter(i.intent for i in fresh if i.intent not in intents)
