@@ -263,6 +263,9 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, action="append", default=[])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/noise.json"))
+    parser.add_argument(
+        "--note", default="", help="Stored with the results, e.g. how busy the machine was."
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     rows = []
@@ -280,6 +283,8 @@ def main() -> None:
         "seed": args.seed,
         "datasets": {d.name: d.note for d in found},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "note": args.note,
+        "load_average_at_end": os.getloadavg(),
         "seconds": round(time.perf_counter() - started, 1),
         "settings": rows,
     }

@@ -11,7 +11,7 @@ import click
 import orjson
 
 from fleetserve.cli.context import pass_settings
-from fleetserve.cli.lifecycle import ShutdownRequested, shutdown_on_signals
+from fleetserve.cli.lifecycle import on_stop_signals
 from fleetserve.cli.tables import format_table
 from fleetserve.config import Settings
 from fleetserve.kafka.probe import describe_cluster
@@ -157,12 +157,16 @@ def collect_command(  # noqa: PLR0913 - click passes one parameter per option
         timeout_s=timeout,
         min_cluster_size=min_cluster_size,
     )
-    with shutdown_on_signals():
-        try:
-            report = collect(settings.kafka, topic, options, BotSource(bots_path))
-        except ShutdownRequested as request:
-            click.echo(f"stopped by {request}; what was written is committed", err=True)
-            return
+    # SIGINT/SIGTERM end the run at the next record: what was read is written and committed.
+    stopped: list[int] = []
+    with on_stop_signals(stopped.append):
+        report = collect(
+            settings.kafka, topic, options, BotSource(bots_path), should_stop=lambda: bool(stopped)
+        )
+    if stopped:
+        click.echo(
+            f"stopped by signal {stopped[0]}; what was read is written and committed", err=True
+        )
     if as_json:
         click.echo(
             orjson.dumps(
