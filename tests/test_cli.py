@@ -26,6 +26,8 @@ EXPECTED_COMMANDS = {
     "ask",
     "replies",
     "shadow-report",
+    "relabel",
+    "clean",
 }
 
 
