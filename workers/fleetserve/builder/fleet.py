@@ -19,6 +19,7 @@ from fleetserve.builder.build import build_bot
 from fleetserve.builder.config import BuildConfig
 from fleetserve.builder.result import BotBuildResult
 from fleetserve.builder.warm import GroupKey, group_key, leaders, warm_params
+from fleetserve.models import kernel
 from fleetserve.store import LocalDirectoryStore
 
 
@@ -113,7 +114,9 @@ def _results(jobs: list[_Job], workers: int) -> Iterator[BotBuildResult]:
     if workers <= 1 or len(jobs) <= 1:
         yield from map(_run_job, jobs)
         return
-    # fork: workers inherit the imported numpy and onnxruntime instead of importing them again.
+    # fork: workers inherit the imported numpy and onnxruntime instead of importing them
+    # again, and the training kernels compiled (or loaded from numba's cache) here, once.
+    kernel.warm_up()
     context = multiprocessing.get_context("fork")
     chunk = max(1, min(16, len(jobs) // (workers * 8)))
     with context.Pool(workers) as pool:

@@ -41,13 +41,19 @@ def fit(
     config: ModelConfig,
     seed: int,
     distillation: Distillation | None = None,
+    init: ModelWeights | None = None,
 ) -> ModelWeights:
-    """Train ``config`` on ``data``'s ``rows``; with a teacher when ``distillation`` is set."""
+    """Train ``config`` on ``data``'s ``rows``; with a teacher when ``distillation`` is set.
+
+    ``init``: start from these weights instead of a random table.
+    """
     spec = config.featurizer
     features = select(data.features(spec), rows)
     if distillation is None:
         labels = data.labels[rows]
-        return train(features, labels, data.n_classes, spec.buckets, config.training, seed)
+        return train(
+            features, labels, data.n_classes, spec.buckets, config.training, seed, init=init
+        )
     teacher = _teacher_config(config, distillation)
     teacher_weights = train(
         select(data.features(teacher.featurizer), rows),
@@ -65,7 +71,14 @@ def fit(
     student_features = concat([features, featurize(spec, copies)])
     training = replace(config.training, distill_weight=distillation.weight)
     return train(
-        student_features, labels, data.n_classes, spec.buckets, training, seed, soft_targets=soft
+        student_features,
+        labels,
+        data.n_classes,
+        spec.buckets,
+        training,
+        seed,
+        soft_targets=soft,
+        init=init,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from fleetserve.errors import BotInputError
 from fleetserve.models.calibrate import CalibrationOptions, calibrate_threshold, fallback_metrics
@@ -31,6 +32,7 @@ from fleetserve.models.quantize import quantize_int8
 from fleetserve.models.runtime import InferenceSession, new_session
 from fleetserve.models.search import SearchOptions, SearchResult, search
 from fleetserve.models.sizing import fit_to_cap
+from fleetserve.models.train import ModelWeights
 
 __all__ = ["BuildOptions", "BuiltModel", "build_model"]
 
@@ -85,7 +87,7 @@ def build_model(
     chosen = found.best.config
     refit_started = time.perf_counter()
     everything = np.arange(len(data.texts))
-    weights = fit(data, everything, chosen, options.seed, distillation)
+    weights = _refit(data, everything, found, options.seed, distillation)
     refit_seconds = time.perf_counter() - refit_started
     spec = chosen.featurizer
     params = {**chosen.to_params(), "seed": options.seed, "distill": options.distill}
@@ -136,6 +138,26 @@ def build_model(
         gate=gate.record(),
         fp32_bytes=_kept_fp32(models, published, calibration.threshold, options.keep_fp32),
     )
+
+
+# The refit continues from the first fold's model for this share of the epochs (at least
+# one): that model has already seen (k-1)/k of the utterances. Overridable for experiments.
+REFIT_EPOCH_SHARE = 1.0
+
+
+def _refit(
+    data: BotData,
+    rows: npt.NDArray[np.int64],
+    found: SearchResult,
+    seed: int,
+    distillation: Distillation | None,
+) -> ModelWeights:
+    config = found.best.config
+    if REFIT_EPOCH_SHARE >= 1.0:
+        return fit(data, rows, config, seed, distillation)
+    epochs = max(1, round((config.training.epochs or 1) * REFIT_EPOCH_SHARE))
+    shorter = config.with_params({"epochs": epochs})
+    return fit(data, rows, shorter, seed, distillation, init=found.best.cv.sample_weights)
 
 
 def encode(utterances: Sequence[Pair], out_of_scope: Sequence[str] = ()) -> BotData:

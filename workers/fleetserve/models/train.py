@@ -1,17 +1,14 @@
-"""EmbeddingBag + linear head, trained with softmax cross-entropy and Adam in numpy.
+"""EmbeddingBag + linear head, trained with softmax cross-entropy in numba-compiled steps.
 
-The model is ``softmax(act(sum_i w_i * table[id_i]) @ head + bias)``. A numpy gather and
-scatter over the ~130 (id, weight) pairs per text is memory-bound and slow (np.add.reduceat
-over ``table[ids]`` measured ~7x slower than sgemm here), so each mini-batch becomes a dense
-[batch, rows it touches] matrix and both the forward pooling and the table gradient are one
-sgemm each. Work per epoch is at most ~4 * texts * buckets * dim flops: proportional to the
-model's size, which the fleet keeps small anyway. Batches have a fixed composition (shuffled
-once per seed, visited in a new order every epoch) so their matrices are built once.
+The model is ``softmax(act(sum_i w_i * table[id_i]) @ head + bias)``. Each mini-batch step
+(``kernel.run_steps``) pools only its own (text, n-gram) pairs and updates only the table
+rows they touch: row-wise AdaGrad by default (one accumulated squared gradient per row), or
+lazy Adam; the head and bias use Adam. Batches have a fixed composition (shuffled once per
+seed, visited in a new order every epoch); the learning rate decays linearly to zero.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -19,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fleetserve.errors import ConfigError
+from fleetserve.models import kernel
 from fleetserve.models.featurize import Features
 
 F32 = npt.NDArray[np.float32]
@@ -26,7 +24,6 @@ I64 = npt.NDArray[np.int64]
 Activation = Literal["tanh", "none"]
 Optimizer = Literal["rowwise", "adam"]
 
-_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 TEXT_VISITS = 2000
 BATCH_DIVISOR = 16
 MIN_EPOCHS = 5
@@ -103,12 +100,8 @@ class ModelWeights:
 
 def pooled(table: F32, features: Features) -> F32:
     """sum_i w_i * table[id_i] per text (the graph's Gather, Mul and ReduceSum)."""
-    out = np.zeros((features.n_texts, table.shape[1]), np.float32)
-    filled = np.flatnonzero(np.diff(features.indptr))
-    if filled.size:  # reduceat needs strictly increasing starts: skip texts without features
-        contributions = table[features.ids] * features.weights[:, None]
-        out[filled] = np.add.reduceat(contributions, features.indptr[filled], axis=0)
-    return out
+    result: F32 = kernel.pool(features.indptr, features.ids, features.weights, table)
+    return result
 
 
 def forward(weights: ModelWeights, features: Features) -> F32:
@@ -125,125 +118,65 @@ def train(
     params: TrainParams,
     seed: int,
     soft_targets: F32 | None = None,
+    init: ModelWeights | None = None,
 ) -> ModelWeights:
     """Fit table, head and bias; deterministic for a given seed and input.
 
     ``soft_targets`` [texts, classes] is a teacher's distribution per text (distillation):
     the target becomes ``(1 - a) * smoothed one-hot + a * teacher`` with
-    ``a = params.distill_weight``.
+    ``a = params.distill_weight``. ``init``: start from these weights.
     """
-    epochs, batch_size = params.schedule(features.n_texts, n_classes)
+    n = features.n_texts
+    if n == 0:
+        raise ConfigError("cannot train on zero texts")
+    epochs, batch_size = params.schedule(n, n_classes)
     rng = np.random.default_rng(seed)
     table = rng.uniform(-1.0, 1.0, (buckets, params.dim)) * params.init_scale / np.sqrt(params.dim)
-    state = _State.start(table.astype(np.float32), n_classes, params.optimizer)
-    plan = _BatchPlan.make(features, buckets, batch_size, params.dropout, rng)
-    total = epochs * len(plan.rows)
-    for step, batch in enumerate(plan.steps(epochs, rng), start=1):
-        lr = params.lr * (1.0 - (step - 1) / total)  # linear decay, as fastText does
-        chosen = plan.batches[batch]
-        x = chosen.draw(params.dropout, rng)
-        rows = plan.rows[batch]
-        soft = None if soft_targets is None else soft_targets[rows]
-        _step(state, chosen.columns, x, labels[rows], soft, params, lr, step)
+    table = np.ascontiguousarray(table, np.float32)
+    head = np.zeros((params.dim, n_classes), np.float32)
+    bias = np.zeros(n_classes, np.float32)
+    if init is not None:  # continue from trained weights
+        table[:], head[:], bias[:] = init.table, init.head, init.bias
+    order = rng.permutation(n)
+    batches = [np.sort(order[i : i + batch_size]) for i in range(0, n, batch_size)]
+    starts = np.zeros(len(batches) + 1, np.int64)
+    np.cumsum([b.size for b in batches], out=starts[1:])
+    steps = np.concatenate([rng.permutation(len(batches)) for _ in range(epochs)]).astype(np.int64)
+    kernel.seed(int(rng.integers(2**31)))
+    adam = params.optimizer == "adam"
+    distill = params.distill_weight if soft_targets is not None else 0.0
+    soft = soft_targets if soft_targets is not None else np.zeros((1, n_classes), np.float32)
+    kernel.run_steps(
+        features.indptr,
+        features.ids,
+        np.ascontiguousarray(features.weights, np.float32),
+        np.ascontiguousarray(labels, np.int64),
+        np.ascontiguousarray(soft, np.float32),
+        np.concatenate(batches).astype(np.int64),
+        starts,
+        steps,
+        table,
+        head,
+        bias,
+        np.zeros(2 * buckets * params.dim if adam else buckets, np.float32),
+        np.zeros((2, params.dim + 1, n_classes), np.float32),
+        np.array(
+            [
+                params.lr,
+                ROWWISE_LR_SCALE,
+                params.dropout,
+                params.label_smoothing,
+                distill,
+                1.0 if params.activation == "tanh" else 0.0,
+                1.0 if adam else 0.0,
+            ],
+            np.float32,
+        ),
+    )
     # Buckets no training text touches keep their random init, which would be noise at serve
     # time; zero them so unseen n-grams add nothing.
-    state.table[np.bincount(features.ids, minlength=buckets) == 0] = 0.0
-    return ModelWeights(state.table, state.head, state.bias, params.activation)
-
-
-@dataclass
-class _State:
-    table: F32
-    head: F32
-    bias: F32
-    moments: dict[str, tuple[F32, F32]]
-    rowwise: F32  # row-wise AdaGrad's accumulator, [buckets]
-
-    @classmethod
-    def start(cls, table: F32, n_classes: int, optimizer: Optimizer) -> _State:
-        head = np.zeros((table.shape[1], n_classes), np.float32)
-        bias = np.zeros(n_classes, np.float32)
-        params = [("head", head), ("bias", bias)]
-        if optimizer == "adam":
-            params.append(("table", table))
-        moments = {name: (np.zeros_like(p), np.zeros_like(p)) for name, p in params}
-        return cls(table, head, bias, moments, np.zeros(table.shape[0], np.float32))
-
-
-def _step(
-    state: _State,
-    columns: I64,
-    x: F32,
-    y: I64,
-    soft: F32 | None,
-    params: TrainParams,
-    lr: float,
-    step: int,
-) -> None:
-    """One step on a batch: only the table rows it touches are read and written.
-
-    Rows outside the batch keep their optimizer state untouched (lazy, as TensorFlow's
-    LazyAdam), so a step costs the batch's rows, not the whole table.
-    """
-    rows = state.table[columns]
-    hidden = _activate(x @ rows, params.activation)
-    grad = _softmax(hidden @ state.head + state.bias)
-    hard = 1.0 - params.distill_weight if soft is not None else 1.0
-    smooth = params.label_smoothing
-    if smooth:
-        grad -= hard * smooth / grad.shape[1]
-    grad[np.arange(y.size), y] -= hard * (1.0 - smooth)
-    if soft is not None:
-        grad -= params.distill_weight * soft
-    grad /= np.float32(y.size)
-    grad_hidden = grad @ state.head.T
-    if params.activation == "tanh":
-        grad_hidden *= 1.0 - hidden * hidden
-    # Adam's bias corrections folded into the step size.
-    size = np.float32(lr * np.sqrt(1.0 - _BETA2**step) / (1.0 - _BETA1**step))
-    _adam(state.head, hidden.T @ grad, *state.moments["head"], size)
-    _adam(state.bias, grad.sum(axis=0), *state.moments["bias"], size)
-    grad_rows = x.T @ grad_hidden
-    if params.optimizer == "rowwise":
-        _rowwise_adagrad(state, columns, rows, grad_rows, np.float32(lr * ROWWISE_LR_SCALE))
-        return
-    mean, var = state.moments["table"]
-    mean_rows, var_rows = mean[columns], var[columns]
-    _adam(rows, grad_rows, mean_rows, var_rows, size)
-    state.table[columns], mean[columns], var[columns] = rows, mean_rows, var_rows
-
-
-def _rowwise_adagrad(
-    state: _State, columns: I64, rows: F32, grad: F32, step_size: np.float32
-) -> None:
-    """Row-wise AdaGrad: one accumulated squared gradient per table row (as FBGEMM's sparse
-    embedding optimizers keep), so a step gathers and scatters the rows and one scalar each
-    instead of the rows and two moment matrices. Measured on fleet-like bots: the same or
-    better cross-validated accuracy than lazy Adam at about 0.75x the training time.
-    """
-    accumulator = state.rowwise
-    totals = accumulator[columns] + np.einsum("ij,ij->i", grad, grad) / np.float32(grad.shape[1])
-    accumulator[columns] = totals
-    np.sqrt(totals, out=totals)
-    totals += _EPS
-    grad /= totals[:, None]
-    grad *= step_size
-    rows -= grad
-    state.table[columns] = rows
-
-
-def _adam(param: F32, grad: F32, mean: F32, var: F32, size: np.float32) -> None:
-    mean *= _BETA1
-    mean += (1.0 - _BETA1) * grad
-    var *= _BETA2
-    grad *= grad
-    grad *= 1.0 - _BETA2
-    var += grad
-    np.sqrt(var, out=grad)
-    grad += _EPS
-    np.divide(mean, grad, out=grad)
-    grad *= size
-    param -= grad
+    table[np.bincount(features.ids, minlength=buckets) == 0] = 0.0
+    return ModelWeights(table, head, bias, params.activation)
 
 
 def _activate(x: F32, activation: Activation) -> F32:
@@ -255,78 +188,3 @@ def _softmax(logits: F32) -> F32:
     np.exp(logits, out=logits)
     logits /= logits.sum(axis=1, keepdims=True)
     return logits
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """One mini-batch: the table rows it touches and the non-zeros of its [texts, rows]
-    matrix. Pooling and the table gradient are one dense matmul each over that matrix:
-    a gather and segment sum over the non-zeros alone (np.add.reduceat) measured ~2.7x
-    slower on fleet-like bots, even where only 4 % of the matrix is filled.
-    """
-
-    columns: I64
-    flat: I64  # positions of the non-zeros in the [texts, columns] matrix, row-major
-    values: F32
-    shape: tuple[int, int]
-
-    def draw(self, dropout: float, rng: np.random.Generator) -> F32:
-        """This step's matrix: dropped (text, row) entries are zero, the rest rescaled."""
-        values = self.values
-        if dropout:  # a dropped n-gram takes its collisions in the same row along
-            keep = rng.random(values.size) >= dropout
-            values = np.where(keep, values / np.float32(1.0 - dropout), np.float32(0.0))
-        out = np.zeros(self.shape[0] * self.shape[1], np.float32)
-        out[self.flat] = values
-        return out.reshape(self.shape)
-
-
-@dataclass(frozen=True)
-class _BatchPlan:
-    """Fixed mini-batches, each kept as the sparse form of a dense [batch, columns] matrix."""
-
-    rows: list[I64]
-    batches: list[_Batch]
-
-    @classmethod
-    def make(
-        cls,
-        features: Features,
-        buckets: int,
-        batch_size: int,
-        dropout: float,  # noqa: ARG003 - dropout is drawn per step in _Batch.draw
-        rng: np.random.Generator,
-    ) -> _BatchPlan:
-        n = features.n_texts
-        if n == 0:
-            raise ConfigError("cannot train on zero texts")
-        order = rng.permutation(n)
-        rows = [np.sort(order[i : i + batch_size]) for i in range(0, n, batch_size)]
-        return cls(rows, [_batch(features, buckets, r) for r in rows])
-
-    def steps(self, epochs: int, rng: np.random.Generator) -> Iterator[int]:
-        for _ in range(epochs):
-            yield from (int(i) for i in rng.permutation(len(self.rows)))
-
-
-def _batch(features: Features, buckets: int, rows: I64) -> _Batch:
-    start, stop = features.indptr[rows], features.indptr[rows + 1]
-    counts = stop - start
-    # Positions of this batch's (id, weight) pairs in the CSR arrays, row after row.
-    offsets = np.cumsum(counts) - counts
-    pairs = np.arange(int(counts.sum())) - np.repeat(offsets - start, counts)
-    columns, column_of = _compact(features.ids[pairs], buckets)
-    flat = np.repeat(np.arange(rows.size) * columns.size, counts) + column_of
-    # Duplicates within a text add up; bincount does it several times faster than np.add.at.
-    dense = np.bincount(flat, features.weights[pairs], minlength=rows.size * columns.size)
-    nonzero = np.flatnonzero(dense)
-    values = dense[nonzero].astype(np.float32)
-    return _Batch(columns, nonzero, values, (int(rows.size), int(columns.size)))
-
-
-def _compact(ids: I64, buckets: int) -> tuple[I64, I64]:
-    """(sorted distinct ids, index of each id among them): np.unique without its sort."""
-    present = np.zeros(buckets, np.bool_)
-    present[ids] = True
-    position = np.cumsum(present) - 1
-    return np.flatnonzero(present), position[ids]
