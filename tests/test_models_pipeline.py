@@ -174,7 +174,7 @@ def test_the_size_cap_shapes_the_table() -> None:
 
 
 def test_distillation_trains_from_a_teacher_and_still_publishes_a_small_model() -> None:
-    built = build_model(toy_bot(), options=BuildOptions(distill=True, max_model_kb=64))
+    built = build_model(toy_bot(), options=BuildOptions(distill="on", max_model_kb=64))
     assert built.params["distill"] is True
     assert built.metrics["cv_accuracy"] > 80
     assert len(built.model_bytes) <= 64 * 1024 * 1.1

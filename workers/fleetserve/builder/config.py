@@ -13,6 +13,7 @@ from fleetserve import __version__
 from fleetserve.bots.assemble import DEFAULT_CONFLICT_POLICY, ConflictPolicy
 from fleetserve.models.calibrate import CalibrationOptions
 from fleetserve.models.config import DEFAULT_MAX_MODEL_KB
+from fleetserve.models.distill import DistillMode
 from fleetserve.models.objective import DEFAULT_LATENCY_WEIGHT, DEFAULT_SIZE_WEIGHT, Objective
 from fleetserve.models.pipeline import BuildOptions
 from fleetserve.models.search import SearchOptions, Strategy
@@ -29,7 +30,7 @@ class BuildConfig:
     seed: int = 0
     search_strategy: Strategy = "none"
     max_model_kb: float = DEFAULT_MAX_MODEL_KB
-    distill: bool = False
+    distill: DistillMode = "auto"
     fallback_quantile: float | None = None
     target_oos_recall: float | None = None
     conflicts: ConflictPolicy = DEFAULT_CONFLICT_POLICY

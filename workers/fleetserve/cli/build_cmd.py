@@ -19,6 +19,7 @@ from fleetserve.builder.result import BotBuildResult
 from fleetserve.cli.context import pass_settings
 from fleetserve.config import Settings
 from fleetserve.models.config import DEFAULT_MAX_MODEL_KB
+from fleetserve.models.distill import AUTO_MIN_UTTERANCES, DISTILL_MODES
 from fleetserve.models.objective import DEFAULT_LATENCY_WEIGHT, DEFAULT_SIZE_WEIGHT
 from fleetserve.models.search import STRATEGIES, Strategy
 
@@ -57,10 +58,13 @@ from fleetserve.models.search import STRATEGIES, Strategy
     help="Size cap of each published model; small bots get smaller tables on their own.",
 )
 @click.option(
-    "--distill/--no-distill",
-    default=False,
+    "--distill",
+    type=click.Choice(DISTILL_MODES),
+    default="auto",
     show_default=True,
-    help="Train each model from a larger teacher's soft labels (slower; see docs).",
+    help="Train each model from a larger teacher's soft labels on the utterances and "
+    f"word-dropped copies (about 4x the build time); auto: bots of {AUTO_MIN_UTTERANCES}+ "
+    "utterances.",
 )
 @click.option(
     "--fallback-quantile",

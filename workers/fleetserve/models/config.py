@@ -63,16 +63,20 @@ class ModelConfig:
         """Data-scaled training defaults made explicit (see :meth:`TrainParams.schedule`)."""
         return replace(self, training=self.training.resolved(n_texts, n_classes))
 
-    def model_kb(self, n_classes: int) -> float:
+    def model_kb(self, n_classes: int, label_bytes: int | None = None) -> float:
         """Estimated int8 file size: table and head at a byte per weight, fp32 bias, and
         about 4 KB of graph, scales and metadata (labels included)."""
         dim = self.training.dim
-        return (self.featurizer.buckets * dim + overhead_bytes(n_classes, dim)) / 1024
+        return (self.featurizer.buckets * dim + overhead_bytes(n_classes, dim, label_bytes)) / 1024
 
     def fits(self, n_classes: int) -> bool:
         return self.model_kb(n_classes) <= self.max_model_kb
 
 
-def overhead_bytes(n_classes: int, dim: int) -> int:
-    """Everything in an int8 file but the table: head, fp32 bias, graph, scales, metadata."""
-    return dim * n_classes + 4 * n_classes + 24 * n_classes + 4096  # ~24 B per label name
+def overhead_bytes(n_classes: int, dim: int, label_bytes: int | None = None) -> int:
+    """Everything in an int8 file but the table: head, fp32 bias, graph, scales, metadata.
+
+    ``label_bytes``: the labels' JSON in the metadata (estimated at 24 B each if unknown).
+    """
+    labels = 24 * n_classes if label_bytes is None else label_bytes
+    return dim * n_classes + 4 * n_classes + labels + 4096

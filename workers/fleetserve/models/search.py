@@ -114,7 +114,7 @@ class _Evaluator:
         cv = cross_validate(
             self.data, config, self.folds, self.seed, distillation=self.distillation, report=report
         )
-        kb = config.model_kb(self.data.n_classes)
+        kb = config.model_kb(self.data.n_classes, self.data.label_bytes)
         latency = 0.0
         if self.options.strategy != "none":
             latency = weights_latency_us(cv.sample_weights, config.featurizer, self.data.texts)
@@ -181,7 +181,8 @@ def _coordinate(run: _Evaluator, max_kb: float) -> str:
         for coordinate in GRID:
             for candidate in coordinate_neighbours(run.best.config, coordinate):
                 resolved = candidate.resolved(len(run.data.texts), run.data.n_classes)
-                if resolved in tried or resolved.model_kb(run.data.n_classes) > max_kb:
+                kb = resolved.model_kb(run.data.n_classes, run.data.label_bytes)
+                if resolved in tried or kb > max_kb:
                     continue
                 stop = _out_of_budget(run)
                 if stop:
@@ -250,7 +251,7 @@ def _objective(run: _Evaluator, base: ModelConfig) -> Callable[[Any], float]:
 
     def objective(trial: Any) -> float:
         config = base.with_params(suggest(trial))
-        if config.model_kb(run.data.n_classes) > base.max_model_kb:
+        if config.model_kb(run.data.n_classes, run.data.label_bytes) > base.max_model_kb:
             raise optuna.TrialPruned  # over the size cap: not a model we may publish
 
         def report(fold: int, accuracy: float) -> bool:

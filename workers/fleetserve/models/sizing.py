@@ -18,12 +18,18 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from fleetserve.models.config import ModelConfig, overhead_bytes
+from fleetserve.models.config import (
+    DEFAULT_MAX_MODEL_KB,
+    DEFAULT_TRAINING,
+    ModelConfig,
+    overhead_bytes,
+)
 from fleetserve.models.data import BotData
 
 BUCKET_STEP = 256
 MIN_BUCKETS = 512
 ROWS_PER_FEATURE = 1.0
+MAX_WIDTH = 128
 
 
 def estimated_distinct(ids: npt.NDArray[np.int64], buckets: int) -> float:
@@ -34,13 +40,23 @@ def estimated_distinct(ids: npt.NDArray[np.int64], buckets: int) -> float:
     return -buckets * float(np.log1p(-occupied / buckets))
 
 
+def width_for_cap(max_model_kb: float) -> int:
+    """Table width for a cap: the default up to the default cap, then growing with its square
+    root (CLINC150 at 512 KB, cross-validated: width 40 scored 93.7 %, 72 scored 94.2 %, 96
+    scored 94.2 %), in steps of 4 and at most ``MAX_WIDTH``."""
+    if max_model_kb <= DEFAULT_MAX_MODEL_KB:
+        return DEFAULT_TRAINING.dim
+    width = DEFAULT_TRAINING.dim * (max_model_kb / DEFAULT_MAX_MODEL_KB) ** 0.5
+    return int(min(MAX_WIDTH, round(width / 4) * 4))
+
+
 def fit_to_cap(config: ModelConfig, n_classes: int, data: BotData) -> ModelConfig:
     """``config`` with buckets chosen for the cap and the data (see the module docstring).
 
     The width (``dim``) is kept; if even ``MIN_BUCKETS`` rows do not fit, the width shrinks.
     """
     dim = config.training.dim
-    budget = config.max_model_kb * 1024 - overhead_bytes(n_classes, dim)
+    budget = config.max_model_kb * 1024 - overhead_bytes(n_classes, dim, data.label_bytes)
     by_cap = max(MIN_BUCKETS, int(budget // dim) // BUCKET_STEP * BUCKET_STEP)
     spec = replace(config.featurizer, buckets=by_cap)
     distinct = estimated_distinct(data.features(spec).ids, by_cap)
