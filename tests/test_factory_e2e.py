@@ -13,8 +13,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fleetserve.bots.definition import BotDefinition
+from fleetserve.bots.discover import find_bots
 from fleetserve.bots.fleet import make_fleet
 from fleetserve.bots.writer import write_fleet
+from fleetserve.builder.warm import group_key, leaders
 from fleetserve.cli.main import cli
 from fleetserve.config import KafkaSettings
 from fleetserve.deploy.log import read_deployments
@@ -315,3 +317,52 @@ def test_eval_scores_the_published_and_the_kept_fp32_model(
     assert text.exit_code == 0, text.output
     assert "accuracy" in text.output
     assert "precision" in text.output
+
+
+def test_a_searching_fleet_build_warm_starts_similar_bots(
+    built_fleet: Path, fleet_bots: list[BotDefinition], tmp_path: Path
+) -> None:
+    sources = find_bots(built_fleet / "fleet")
+    first, rest = leaders(sources)
+    assert first
+    assert sorted(first + rest) == list(range(len(sources)))
+    assert len({group_key(sources[i]) for i in first}) == len(first)
+    result = invoke(
+        "--store",
+        str(tmp_path / "store"),
+        "build",
+        str(built_fleet / "fleet"),
+        "--search",
+        "tpe",
+        "--search-budget",
+        "1.5",
+        "--workers",
+        "2",
+    )
+    assert result.exit_code == 0, result.output
+    rows = report(tmp_path / "store" / "build-report.json")["bots"]
+    assert len(rows) == len(fleet_bots)
+    for row in rows:
+        search = row["search"]
+        assert search["strategy"] == "tpe"
+        assert search["trials"] >= 1
+        assert search["stop_reason"]
+    leaders_ids = {sources[i].bot_id for i in first}
+    followers = [r for r in rows if r["bot_id"] not in leaders_ids]
+    best_by_group = {
+        group_key(sources[i]): by_id["search"]["best_params"]
+        for i in first
+        for by_id in rows
+        if by_id["bot_id"] == sources[i].bot_id
+    }
+    store = LocalDirectoryStore(tmp_path / "store")
+    for row in followers:  # the leader's best is tried right after the base configuration
+        source = next(s for s in sources if s.bot_id == row["bot_id"])
+        manifest = store.read_manifest(row["bot_id"], row["version"])
+        trials = [t["params"] for t in manifest["build"]["params"]["trials"]]
+        leader_best = best_by_group[group_key(source)]
+        assert any(
+            (t["dropout"], t["lr"], t["dim"])
+            == (leader_best["dropout"], leader_best["lr"], leader_best["dim"])
+            for t in trials[:2]
+        )

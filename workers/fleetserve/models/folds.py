@@ -15,12 +15,11 @@ import numpy.typing as npt
 
 I64 = npt.NDArray[np.int64]
 
-# Measured on fleet-like bots (docs/architecture.md, "Model factory"): two folds of a
-# 700-utterance bot hold out 350 utterances each, enough to score it to about a point,
-# and every fold saved is a training run the fleet build does not pay for.
+# Two folds of a 500-utterance bot hold out 250 utterances each, enough to score it to
+# about a point, and every fold saved is a training run a fleet build does not pay for.
 SMALL_BOT = 100  # utterances: below this, 4 folds
-LARGE_BOT = 700  # at or above this, 2 folds ...
-RICH_INTENT = 40  # ... if intents have this many utterances on average
+LARGE_BOT = 500  # at or above this, 2 folds ...
+RICH_INTENT = 20  # ... if intents have this many utterances on average
 
 
 @dataclass(frozen=True)

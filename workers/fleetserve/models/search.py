@@ -33,6 +33,7 @@ from fleetserve.models.distill import Distillation
 from fleetserve.models.folds import Fold
 from fleetserve.models.latency import weights_latency_us
 from fleetserve.models.objective import Objective
+from fleetserve.models.sizing import fit_to_cap
 from fleetserve.models.space import GRID, coordinate_neighbours, suggest
 
 logger = logging.getLogger(__name__)
@@ -139,7 +140,10 @@ def search(
     run = _Evaluator(data, folds, seed, options, distillation)
     run.evaluate(base)
     for params in options.warm_start:
-        run.evaluate(_with(base, params))
+        warm = _with(base, params)
+        if warm.model_kb(data.n_classes, data.label_bytes) > base.max_model_kb:
+            warm = fit_to_cap(warm, data.n_classes, data)  # more intents: fewer buckets
+        run.evaluate(warm)
     reason = "strategy none: the base configuration only"
     if options.strategy == "coordinate":
         reason = _coordinate(run, base.max_model_kb)
