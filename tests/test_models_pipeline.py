@@ -129,7 +129,7 @@ def test_a_target_oos_recall_sets_the_threshold_and_reports_its_effect() -> None
     assert quantile.metrics["in_scope_fallback_rate"] == pytest.approx(20.0, abs=2.0)
 
 
-@pytest.mark.parametrize("strategy", ["coordinate", "tpe", "evolution"])
+@pytest.mark.parametrize("strategy", ["coordinate", "tpe", "cmaes", "evolution"])
 def test_searches_record_trials_stop_with_a_reason_and_respect_the_size_cap(
     strategy: str,
 ) -> None:
