@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fleetserve.errors import ConfigError
-from fleetserve.models.config import ModelConfig
+from fleetserve.models.config import ModelConfig, overhead_bytes
 from fleetserve.models.crossval import CvResult, FoldReport, cross_validate
 from fleetserve.models.data import BotData
 from fleetserve.models.distill import Distillation
@@ -34,7 +34,13 @@ from fleetserve.models.folds import Fold
 from fleetserve.models.latency import weights_latency_us
 from fleetserve.models.objective import Objective
 from fleetserve.models.sizing import fit_to_cap
-from fleetserve.models.space import GRID, coordinate_neighbours, suggest
+from fleetserve.models.space import (
+    GRID,
+    buckets_for,
+    coordinate_neighbours,
+    fill_for,
+    suggest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +214,8 @@ def _optuna(run: _Evaluator, base: ModelConfig) -> str:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
     )
     for trial in list(run.trials):  # the base and warm starts seed the sampler's model
-        _tell(study, trial)
+        dim = trial["params"]["dim"]
+        _tell(study, trial, _max_buckets(run.data, base.max_model_kb, dim))
     study.optimize(
         _objective(run, base),
         timeout=max(0.0, run.options.budget_s - run.elapsed()),
@@ -228,10 +235,16 @@ def _sampler(strategy: Strategy, seed: int) -> Any:
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
 
 
-def _tell(study: Any, trial: Mapping[str, Any]) -> None:
+def _max_buckets(data: BotData, max_model_kb: float, dim: int) -> int:
+    overhead = overhead_bytes(data.n_classes, dim, data.label_bytes)
+    return int((max_model_kb * 1024 - overhead) // dim)
+
+
+def _tell(study: Any, trial: Mapping[str, Any], allowed: int) -> None:
     import optuna  # noqa: PLC0415
 
-    params = trial["params"]
+    params = dict(trial["params"])
+    params["table_fill"] = fill_for(params["buckets"], allowed)
     distributions = {k: v for k, v in _distributions().items() if k in params}
     values = {k: params[k] for k in distributions}
     try:
@@ -254,9 +267,12 @@ def _objective(run: _Evaluator, base: ModelConfig) -> Callable[[Any], float]:
     import optuna  # noqa: PLC0415
 
     def objective(trial: Any) -> float:
-        config = base.with_params(suggest(trial))
-        if config.model_kb(run.data.n_classes, run.data.label_bytes) > base.max_model_kb:
-            raise optuna.TrialPruned  # over the size cap: not a model we may publish
+        params = suggest(trial)
+        fill = params.pop("table_fill")
+        allowed = _max_buckets(run.data, base.max_model_kb, params["dim"])
+        if allowed < 256:
+            raise optuna.TrialPruned  # this width leaves no room for a table under the cap
+        config = base.with_params({**params, "buckets": buckets_for(fill, allowed)})
 
         def report(fold: int, accuracy: float) -> bool:
             trial.report(accuracy, fold)

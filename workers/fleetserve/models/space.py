@@ -63,7 +63,10 @@ def distributions() -> dict[str, Any]:
     )
 
     return {
-        "buckets": IntDistribution(512, 32768, log=True),
+        # The table's share of the rows the size cap allows at the sampled width: every
+        # sample is a model that may be published (sampling buckets directly put most of
+        # them over a small cap, where they could only be discarded).
+        "table_fill": FloatDistribution(0.05, 1.0, log=True),
         "dim": IntDistribution(12, 96, log=True),
         "char_ngram_min": IntDistribution(1, 3),
         "char_ngram_max": IntDistribution(3, 5),
@@ -92,3 +95,13 @@ def suggest(trial: Any) -> dict[str, Any]:
             params[name] = trial.suggest_categorical(name, dist.choices)
     params["char_ngram_max"] = max(params["char_ngram_max"], params["char_ngram_min"])
     return params
+
+
+def buckets_for(fill: float, max_buckets: int) -> int:
+    """Rows for a ``table_fill`` share of what the cap allows, in steps of 256 (min 256)."""
+    return max(256, int(fill * max_buckets) // 256 * 256)
+
+
+def fill_for(buckets: int, max_buckets: int) -> float:
+    """The ``table_fill`` that gives ``buckets`` (for telling optuna about known trials)."""
+    return float(min(1.0, max(0.05, buckets / max(max_buckets, 1))))
