@@ -17,6 +17,7 @@ EXPECTED_COMMANDS = {
     "validate",
     "bots",
     "build",
+    "eval",
     "deploy",
     "promote",
     "rollback",
