@@ -94,6 +94,11 @@ logger = logging.getLogger(__name__)
     help="Glob of topics a query's reply_to may name, besides the replies topic and topics "
     "under it (repeatable; env FLEETSERVE_REPLY_TO_ALLOW, comma-separated).",
 )
+@click.option(
+    "--stats-interval-ms",
+    type=click.IntRange(100, 600_000),
+    help="Flush per-bot statistics to the bot-stats topic at most this often (2000).",
+)
 @click.option("--fault-kill-on-text", hidden=True, help="Test only: SIGKILL on this query text.")
 @pass_settings
 def worker(settings: Settings, /, **options: Any) -> None:

@@ -55,6 +55,8 @@ class ServingSettings:
     # Glob patterns of topics a query's reply_to may name, beside the replies topic and
     # topics under it; compacted and fleetserve control topics are refused whatever.
     reply_to_allow: tuple[str, ...] = ()
+    # Per-bot statistics: each worker flushes its summaries at most this often (ms).
+    stats_interval_ms: int = 2_000
     # Test-only fault injection: the worker SIGKILLs itself on a query containing this text.
     fault_kill_on_text: str | None = None
 
@@ -113,6 +115,7 @@ def _check(settings: ServingSettings) -> None:
         (0 <= settings.ops_port < 65536, "ops port must be 0..65535"),
         (1 <= settings.fetch_wait_max_ms <= 500, "fetch wait max ms must be 1..500"),
         (1 <= settings.poison_after <= 100, "poison after must be 1..100"),
+        (100 <= settings.stats_interval_ms <= 600_000, "stats interval ms must be 100..600000"),
     ]
     problems = [message for ok, message in rules if not ok]
     if problems:

@@ -39,12 +39,13 @@ from fleetserve.serving.answer import AnswerContext, BatchOutcome, Models, Reply
 from fleetserve.serving.decode import DecodedQuery, decode_query, salvage
 from fleetserve.serving.plan import Resolve, plan_batch, select
 from fleetserve.serving.targets import ReplyTargets
+from fleetserve.stats.facts import OutcomeFacts, dead_letter_facts, reply_facts
 
 logger = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
 PinModels = Callable[[Sequence[Route]], AbstractContextManager[Models]]
-OutputKind = Literal["reply", "dead_letter", "retry"]
+OutputKind = Literal["reply", "dead_letter", "retry", "stats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ class Output:
     kind: OutputKind = "reply"
     label: str = ""
     """The stage of a reply; the reason of a dead letter or a retry (for the counters)."""
+    facts: OutcomeFacts | None = None
+    """What a reply or dead letter adds to its bot's statistics once committed."""
 
 
 @dataclass
@@ -245,7 +248,13 @@ class BatchProcessor:
             return
         stage = reply.value["stage"]
         output = Output(
-            reply.topic, reply.record.key, value, reply.partition, record=reply.record, label=stage
+            reply.topic,
+            reply.record.key,
+            value,
+            reply.partition,
+            record=reply.record,
+            label=stage,
+            facts=reply_facts(reply.value),
         )
         result.outputs.append(output)
         result.replies[stage] += 1
@@ -362,6 +371,7 @@ class BatchProcessor:
             record=record,
             kind="dead_letter",
             label=value["reason"],
+            facts=dead_letter_facts(value),
         )
 
     def _safe_origin(self, record: InboundRecord) -> Origin:

@@ -36,7 +36,7 @@ from fleetserve.serving.clients import serving_committer, serving_consumer, step
 from fleetserve.serving.commit import Committer, rewind
 from fleetserve.serving.metrics import WorkerMetrics
 from fleetserve.serving.plan import unprocessed_heads
-from fleetserve.serving.processor import BatchProcessor, PassResult, ProcessorConfig
+from fleetserve.serving.processor import BatchProcessor, Output, PassResult, ProcessorConfig
 from fleetserve.serving.rebalance import RebalanceTracker
 from fleetserve.serving.targets import (
     UNCHECKED,
@@ -47,6 +47,7 @@ from fleetserve.serving.targets import (
     cluster_lookup,
     default_allowlist,
 )
+from fleetserve.stats.accumulator import StatsAccumulator, StatsIdentity
 from fleetserve.store import LocalDirectoryStore
 from fleetserve.store.base import ArtifactStore
 from fleetserve.topics.spec import CONTROL_ROLES, TopicSet
@@ -63,6 +64,7 @@ class WorkerTopics:
     dead_letters: str
     deployments: str
     crashes: str
+    bot_stats: str
     control_names: frozenset[str]
     """Control topics' names without a namespace: refused as reply_to in any namespace."""
     retry: str | None = None
@@ -77,6 +79,7 @@ class WorkerTopics:
             crashes=declared.name("crashes"),
             control_names=frozenset(declared.base_name(role) for role in CONTROL_ROLES),
             retry=declared.name("retry"),
+            bot_stats=declared.name("bot_stats"),
         )
 
 
@@ -133,6 +136,10 @@ class Worker:
             ),
             self.table.resolve,
             self.cache.pinned,
+        )
+        self.stats = StatsAccumulator(
+            StatsIdentity(settings.worker_id, settings.group_id, int(time.time() * 1000)),
+            interval_ms=self.serving.stats_interval_ms,
         )
         self.rebalance = RebalanceTracker()
         self.assigned: set[Partition] = set()
@@ -241,8 +248,11 @@ class Worker:
             messages = self._poll(consumer)
             records = self._records(messages)
             self._note_rebalance_window()
-            if records:
+            if records or self.stats.due():  # an idle worker still flushes its statistics
                 self._one_pass(consumer, committer, records)
+        self.stats.closing()
+        if self.stats.due():
+            self._one_pass(consumer, committer, [])
 
     def _poll(self, consumer: Consumer) -> list[Message]:
         """What is already fetched, up to max_batch; else wait for the first record.
@@ -279,7 +289,10 @@ class Worker:
             rewind(consumer, result.resume)
             self.metrics.deferred.inc(len(result.resume))
         self.pauses.hold(consumer, result.pause_until, self.assigned)
+        flush = self.stats.flush_records()  # committed with the pass, or kept for the next
+        result.outputs += [Output(self.topics.bot_stats, k, v, kind="stats") for k, v in flush]
         if committer.commit(consumer, result):
+            self.stats.committed((output.facts for output in result.outputs), flushed=bool(flush))
             self._count(result)
             self.breaker.committed(result.next_offsets)
             for where, steps in result.retry_steps.items():
