@@ -15,7 +15,7 @@ from fleetserve.stats.accumulator import StatsAccumulator, StatsIdentity
 from fleetserve.stats.buckets import LATENCY_BUCKETS, latency_bucket, quantile, unit_bucket
 from fleetserve.stats.facts import OutcomeFacts, dead_letter_facts, reply_facts
 from fleetserve.stats.record import parse_record
-from fleetserve.stats.summary import StatsKey, Summary, merged
+from fleetserve.stats.summary import StatsKey, Summary, flat, from_flat, merged
 
 KEY = StatsKey("bank", "v1", "real")
 IDENTITY = StatsIdentity("w", "g", 1_754_000_000_000)
@@ -230,3 +230,11 @@ def test_too_many_keys_flush_early() -> None:
     assert not accumulator.due()
     accumulator.committed([fact("c")], flushed=False)
     assert accumulator.due()
+
+
+def test_the_flat_form_round_trips() -> None:
+    summary = random_summary(random.Random(5))  # noqa: S311
+    summary.add_dead_letter("poison", 3)
+    again = from_flat(orjson.loads(orjson.dumps(flat(summary))))
+    assert rounded(again.counts()) == rounded(summary.counts())
+    assert from_flat(flat(Summary())).counts() == Summary().counts()

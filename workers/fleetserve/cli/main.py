@@ -20,6 +20,7 @@ from fleetserve.cli.demo_cmd import demo
 from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
 from fleetserve.cli.dlq_cmd import dlq
 from fleetserve.cli.exit_codes import exit_code_for
+from fleetserve.cli.monitor_cmd import monitor
 from fleetserve.cli.replies_cmd import replies
 from fleetserve.cli.shadow_cmd import shadow_report_command
 from fleetserve.cli.topics_cmd import topics
@@ -135,3 +136,4 @@ cli.add_command(replies)
 cli.add_command(shadow_report_command)
 cli.add_command(worker)
 cli.add_command(dlq)
+cli.add_command(monitor)

@@ -149,6 +149,46 @@ class Summary:
         )
 
 
+FLAT_FIXED = 4 + 2 * UNIT_BUCKETS + 1 + LATENCY_BUCKETS + 2
+"""Length of :meth:`Summary.flat` before the dead letters' (reason, count) pairs."""
+
+
+def flat(summary: Summary) -> list[Any]:
+    """The summary as one flat JSON list: compact for a table holding many windows."""
+    return [
+        summary.replies,
+        summary.fallbacks,
+        summary.confidence_sum,
+        summary.confidence_sum_sq,
+        *summary.confidence_hist,
+        *summary.margin_hist,
+        summary.latency_sum_ms,
+        *summary.latency_hist,
+        summary.inference_sum_ms,
+        summary.inference_sum_sq,
+        *(item for pair in sorted(summary.dead_letters.items()) for item in pair),
+    ]
+
+
+def from_flat(values: list[Any]) -> Summary:
+    u, lat = UNIT_BUCKETS, LATENCY_BUCKETS
+    at = 4 + 2 * u
+    pairs = values[FLAT_FIXED:]
+    return Summary(
+        replies=int(values[0]),
+        fallbacks=int(values[1]),
+        confidence_sum=float(values[2]),
+        confidence_sum_sq=float(values[3]),
+        confidence_hist=[int(n) for n in values[4 : 4 + u]],
+        margin_hist=[int(n) for n in values[4 + u : at]],
+        latency_sum_ms=float(values[at]),
+        latency_hist=[int(n) for n in values[at + 1 : at + 1 + lat]],
+        inference_sum_ms=float(values[at + 1 + lat]),
+        inference_sum_sq=float(values[at + 2 + lat]),
+        dead_letters=Counter({str(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}),
+    )
+
+
 def _add(into: list[int], other: list[int]) -> None:
     for index, value in enumerate(other):
         into[index] += value
