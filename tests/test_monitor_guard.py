@@ -160,7 +160,6 @@ def windows_items() -> list[tuple[Any, Any]]:
     start = NOW_MS // 1000 // 60 * 60
     busy = traffic(50, 0.8, 0.35, 9)
     busy.add_dead_letter("inference_error", 2)
-    unrouted = Summary(dead_letters=Counter({"no_deployment": 1}))
     return [
         (("bank|v1|real", (float(start), start + 59.9)), flat(busy)),
         (["bank|v1|real", [float(start - 60), start - 0.1]], flat(traffic(10, 0.8, 0.35, 8))),
