@@ -13,8 +13,10 @@ from fleetserve.deploy import records
 from fleetserve.dlq.filters import DeadLetterFilter
 from fleetserve.monitor.console import bot_page, dead_letter_page, overview_page
 from fleetserve.monitor.guard import GuardPolicy, Watch, compare, evidence, look, watches_in
+from fleetserve.monitor.promotion import PromotionPolicy, promotion_problems
 from fleetserve.monitor.stats_tests import proportion_increase_p, welch_increase_p
 from fleetserve.monitor.views import bot_detail, collect, fleet_overview
+from fleetserve.shadow.join import ShadowStats
 from fleetserve.stats.summary import StatsKey, Summary, flat
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -203,3 +205,26 @@ def test_views_sum_windows_and_render() -> None:
     assert 'id="replay-dry"' in page
     read_only = dead_letter_page(found, DeadLetterFilter(), {"read_only": True})
     assert 'id="replay-dry"' not in read_only
+
+
+def shadow(joined: int, agreed: int, real_fb: float, shadow_fb: float) -> ShadowStats:
+    return ShadowStats(
+        bot_id="bank", joined=joined, agreed=agreed, agreement_rate=agreed / joined,
+        mean_confidence_delta=0.0, mean_abs_confidence_delta=0.0, max_abs_confidence_delta=0.0,
+        real_fallback_rate=real_fb, shadow_fallback_rate=shadow_fb, real_versions=("v1",),
+        shadow_versions=("v2",), real_only=0, shadow_only=0,
+    )  # fmt: skip
+
+
+def test_a_guarded_promotion_needs_enough_agreeing_shadow_replies_of_that_version() -> None:
+    policy = PromotionPolicy(min_joined=200, min_agreement=0.9, max_fallback_increase=0.05)
+    assert promotion_problems(shadow(500, 480, 0.05, 0.07), "v2", policy) == []
+    assert promotion_problems(None, "v2", policy)
+    [few] = promotion_problems(shadow(100, 100, 0.05, 0.05), "v2", policy)
+    assert "only 100" in few
+    [disagree] = promotion_problems(shadow(500, 400, 0.05, 0.05), "v2", policy)
+    assert "agreement 80.0%" in disagree
+    [falls_back] = promotion_problems(shadow(500, 480, 0.05, 0.2), "v2", policy)
+    assert "fallback rate 20.0%" in falls_back
+    [other] = promotion_problems(shadow(500, 480, 0.05, 0.05), "v3", policy)
+    assert "not from v3" in other
