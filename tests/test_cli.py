@@ -26,6 +26,7 @@ EXPECTED_COMMANDS = {
     "ask",
     "replies",
     "shadow-report",
+    "monitor",
 }
 
 
