@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-import urllib3
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -29,12 +24,12 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import BotFactory, BuiltBots
 from fleetserve.bots.definition import Utterance
-from fleetserve.broker.embedded import free_loopback_port
 from fleetserve.builder.build import build_bot
 from fleetserve.builder.config import BuildConfig
 from fleetserve.config import KafkaSettings
 from fleetserve.deploy.log import read_deployments
-from serving_harness import Harness, clean_env, wait_until
+from monitor_harness import Monitor
+from serving_harness import Harness, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -87,43 +82,6 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
-class Monitor:
-    def __init__(self, harness: Harness, store: Path) -> None:
-        self.port = free_loopback_port()
-        token_file = Path(tempfile.mkdtemp()) / "token"
-        token_file.write_text(TOKEN)
-        argv = [
-            sys.executable, "-m", "fleetserve", "--bootstrap", harness.bootstrap,
-            "--topic-prefix", harness.prefix, "--store", str(store), "--log-level", "WARNING",
-            "monitor", "--web-port", str(self.port), "--operator-token-file", str(token_file),
-            "--guard-min-sample", "100", "--session-timeout-ms", "6000",
-        ]  # fmt: skip
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (open while the process runs)
-            prefix="monitor-", suffix=".log", delete=False
-        )
-        self.process = subprocess.Popen(
-            argv, stdout=self.log, stderr=subprocess.STDOUT, env=clean_env()
-        )
-        self.http = urllib3.PoolManager()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def get(self, path: str) -> Any:
-        response = self.http.request("GET", self.url(path), timeout=5, retries=False)
-        return orjson.loads(response.data)
-
-    def ready(self) -> bool:
-        try:
-            return bool(self.get("/api/status")["deployments_caught_up"])
-        except Exception:
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
-
-
 def send_steadily(harness: Harness, bot: str, texts: list[str], stop: threading.Event) -> None:
     n = 0
     while not stop.is_set():
@@ -139,7 +97,7 @@ def test_console_overview_guard_and_replay(harness: Harness, browser: webdriver.
     good, other = built.bot_ids
     harness.deployer.deploy(built.route(good))
     harness.start_worker(stats_interval_ms=500)
-    monitor = Monitor(harness, built.store_dir)
+    monitor = Monitor(harness.bootstrap, harness.prefix, built.store_dir, TOKEN)
     stop = threading.Event()
     try:
         wait_until(monitor.ready, 60, f"monitor never came up; see {monitor.log.name}")

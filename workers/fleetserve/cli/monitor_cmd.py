@@ -48,6 +48,12 @@ logger = logging.getLogger(__name__)
 @click.option("--max-inference-ratio", type=click.FloatRange(1), default=2.0, show_default=True)
 @click.option("--shadow-topic", help="A shadow group's replies topic, for the top confusions.")
 @click.option("--app-id", help="faust app id (default: <topic prefix>fleetserve-monitor).")
+@click.option(
+    "--changelog-batch-bytes",
+    type=click.IntRange(1),
+    hidden=True,
+    help="Test only: faust's producer batch size; 1 works around Tansu's watermarks.",
+)
 @click.option("--session-timeout-ms", type=click.IntRange(1000), default=10_000, show_default=True)
 @pass_settings
 def monitor(settings: Settings, /, **options: Any) -> None:
@@ -93,6 +99,7 @@ def monitor(settings: Settings, /, **options: Any) -> None:
         operator_token=token,
         policy=policy,
         session_timeout_s=o["session_timeout_ms"] / 1000,
+        changelog_batch_bytes=o["changelog_batch_bytes"],
     )
     with tempfile.TemporaryDirectory(prefix="fleetserve-monitor-") as datadir:
         app, _state = build_app(config, datadir)

@@ -227,6 +227,11 @@ def build_app(config: MonitorConfig, datadir: str) -> tuple[faust.App, MonitorSt
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=config.session_timeout_s,
         table_cleanup_interval=30.0,
+        **(
+            {"producer_max_batch_size": config.changelog_batch_bytes}
+            if config.changelog_batch_bytes
+            else {}
+        ),
     )
     state = MonitorState(config, app)
     stats_topic = app.topic(config.topics.bot_stats, partitions=config.partitions)

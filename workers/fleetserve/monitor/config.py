@@ -34,6 +34,10 @@ class MonitorConfig:
     policy: GuardPolicy = field(default_factory=GuardPolicy)
     guard_interval_s: float = 1.0
     session_timeout_s: float = 10.0
+    changelog_batch_bytes: int | None = None
+    """None: faust's default. Tiny (1) writes one changelog record per batch, which Tansu's
+    under-reported high watermark needs for a complete recovery (tests only: it costs a
+    broker round trip per table write)."""
 
     @property
     def read_only(self) -> bool:
