@@ -211,6 +211,12 @@ def watch_json(watch: Watch) -> dict[str, Any]:
     }
 
 
+def _producer_options(config: MonitorConfig) -> dict[str, Any]:
+    if config.changelog_batch_bytes is None:
+        return {}
+    return {"producer_max_batch_size": config.changelog_batch_bytes}
+
+
 def build_app(config: MonitorConfig, datadir: str) -> tuple[faust.App, MonitorState]:
     app = faust.App(
         config.app_id,
@@ -227,11 +233,7 @@ def build_app(config: MonitorConfig, datadir: str) -> tuple[faust.App, MonitorSt
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=config.session_timeout_s,
         table_cleanup_interval=30.0,
-        **(
-            {"producer_max_batch_size": config.changelog_batch_bytes}
-            if config.changelog_batch_bytes
-            else {}
-        ),
+        **_producer_options(config),
     )
     state = MonitorState(config, app)
     stats_topic = app.topic(config.topics.bot_stats, partitions=config.partitions)
