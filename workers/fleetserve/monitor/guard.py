@@ -5,6 +5,8 @@ live traffic since the deploy with A's traffic on that stage in the hour before 
 
 - fallback rate and dead-letter rate: one-sided two-proportion z-test;
 - mean confidence and mean model run time: one-sided Welch test (normal approximation);
+  the run time must also be both twice as long and 5 ms longer, since a reply's run time
+  is its whole batch's, which grows with load as well as with the model;
 
 A metric is *breached* when B is worse with p < ``alpha`` **and** by more than the
 policy's limit (the limit keeps a large sample from flagging a harmless difference).
@@ -36,6 +38,9 @@ class GuardPolicy:
     max_confidence_drop: float = 0.10
     max_dead_letter_increase: float = 0.05
     max_inference_ratio: float = 2.0
+    min_inference_increase_ms: float = 5.0
+    """And at least this much slower: a reply's ``inference_ms`` is its whole batch's run,
+    which grows with the batch (with load), not only with the version."""
     baseline_ms: int = 3_600_000
     """How far before the deploy the old version's traffic is taken from."""
     watch_ms: int = 1_800_000
@@ -138,7 +143,10 @@ def compare(new: Summary, old: Summary, policy: GuardPolicy) -> list[Check]:
         (new.inference_sum_ms, new.inference_sum_sq, new.replies),
         (old.inference_sum_ms, old.inference_sum_sq, old.replies),
     )
-    worse = new_ms > old_ms * policy.max_inference_ratio
+    worse = (
+        new_ms > old_ms * policy.max_inference_ratio
+        and new_ms - old_ms > policy.min_inference_increase_ms
+    )
     checks.append(
         Check(
             "inference_ms",
