@@ -12,7 +12,7 @@ import orjson
 import urllib3
 
 from fleetserve.broker.embedded import free_loopback_port
-from serving_harness import clean_env
+from support.serving import clean_env
 
 
 class Monitor:

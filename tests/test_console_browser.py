@@ -22,14 +22,14 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import BotFactory, BuiltBots
 from fleetserve.bots.definition import Utterance
 from fleetserve.builder.build import build_bot
 from fleetserve.builder.config import BuildConfig
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
 from fleetserve.deploy.log import read_deployments
 from monitor_harness import Monitor
-from serving_harness import Harness, wait_until
+from support.bots import BotFactory, BuiltBots
+from support.serving import Harness, wait_until
 
 pytestmark = pytest.mark.kafka
 

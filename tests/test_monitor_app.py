@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from conftest import ProducerFactory
 from fleetserve.stats.accumulator import StatsAccumulator, StatsIdentity
 from fleetserve.stats.facts import OutcomeFacts
 from fleetserve.stats.summary import StatsKey
 from fleetserve.topics.spec import TopicSet
 from monitor_harness import Monitor
-from serving_harness import wait_until
+from support.kafka import ProducerFactory
+from support.serving import wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from fleetserve.contracts import MessageKind, validate
+from fleetserve.contracts.codec import validate
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.deadletters.operators.filters import DeadLetterFilter
 from fleetserve.deploy import records
-from fleetserve.dlq.filters import DeadLetterFilter
 from fleetserve.monitor.console import bot_page, dead_letter_page, overview_page
 from fleetserve.monitor.guard import GuardPolicy, Watch, compare, evidence, look, watches_in
 from fleetserve.monitor.promotion import PromotionPolicy, promotion_problems

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from fleetserve.contracts import MessageKind, decode, validate
+from fleetserve.contracts.codec import decode, validate
+from fleetserve.contracts.schemas import MessageKind
 from fleetserve.errors import ContractError
 from fleetserve.stats.accumulator import StatsAccumulator, StatsIdentity
 from fleetserve.stats.buckets import LATENCY_BUCKETS, latency_bucket, quantile, unit_bucket

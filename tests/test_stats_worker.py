@@ -10,11 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import BotFactory, BuiltBots, ConsumerFactory
-from fleetserve.contracts import MessageKind, decode
+from fleetserve.contracts.codec import decode
+from fleetserve.contracts.schemas import MessageKind
 from fleetserve.stats.record import parse_record
 from fleetserve.stats.summary import StatsKey, Summary
-from serving_harness import Harness, assert_exactly_once
+from support.bots import BotFactory, BuiltBots
+from support.kafka import ConsumerFactory
+from support.serving import Harness, assert_exactly_once
 
 pytestmark = pytest.mark.kafka
 

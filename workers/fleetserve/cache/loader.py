@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from fleetserve.cache.footprint import FootprintMeter, process_meter
 from fleetserve.cache.model import LoadedModel
 from fleetserve.cache.onnx_guard import NotOnnx, RefusedModel, check_model_bytes
+from fleetserve.core.route import Route
 from fleetserve.deadletters import reasons
 from fleetserve.errors import ArtifactError, ArtifactMissing, ArtifactTooLarge, QueryFailed
 from fleetserve.models.runtime import (
@@ -45,7 +46,6 @@ from fleetserve.models.runtime import (
     predict,
     read_model_metadata,
 )
-from fleetserve.routing import Route
 from fleetserve.store.base import ArtifactStore
 
 T = TypeVar("T")

@@ -11,13 +11,14 @@ import orjson
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.tables import format_table
-from fleetserve.config import Settings, Stage
+from fleetserve.config.settings import Settings, Stage
+from fleetserve.core.facts import STAGES
 from fleetserve.deploy.control import ControlPlane
 from fleetserve.errors import DeploymentRefused
 from fleetserve.kafka.probe import describe_cluster
 from fleetserve.monitor.promotion import PromotionPolicy, promotion_problems
 from fleetserve.shadow.report import shadow_report
-from fleetserve.store import LocalDirectoryStore
+from fleetserve.store.local import LocalDirectoryStore
 from fleetserve.topics.loader import load_topics
 
 STAGE_CHOICE = click.Choice([s.value for s in Stage])
@@ -160,7 +161,7 @@ def deployments(settings: Settings, bot_id: str | None, as_json: bool) -> None:
             click.echo(orjson.dumps(record).decode())
         return
     rows = [_row(record) for record in sorted(records, key=lambda r: r["bot_id"])]
-    click.echo(format_table(["bot", "dev", "beta", "real", "action", "actor"], rows))
+    click.echo(format_table(["bot", *STAGES, "action", "actor"], rows))
 
 
 def _row(record: dict[str, Any]) -> dict[str, object]:
@@ -170,6 +171,6 @@ def _row(record: dict[str, Any]) -> dict[str, object]:
         "action": record["action"],
         "actor": record["actor"],
     }
-    for stage in ("dev", "beta", "real"):
+    for stage in STAGES:
         row[stage] = stages[stage]["model_version"] if stage in stages else None
     return row

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fleetserve.cli.context import pass_settings
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
 from fleetserve.kafka.probe import describe_cluster
 from fleetserve.monitor.config import MonitorConfig, MonitorTopics
 from fleetserve.monitor.guard import GuardPolicy

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.clock import now_ms
 from fleetserve.deploy import records
 from fleetserve.deploy.log import publish_record, read_deployments
 from fleetserve.errors import ArtifactError, DeploymentRefused
@@ -50,7 +50,7 @@ class ControlPlane:
             model_version=version,
             sha256=sha256,
             actor=self.actor,
-            now_ms=_now_ms(),
+            now_ms=now_ms(),
             include_query_text=include_query_text,
         )
         return self._publish(record)
@@ -58,7 +58,7 @@ class ControlPlane:
     def promote(self, bot_id: str, source: str, target: str) -> dict[str, Any]:
         current = self.current(bot_id)
         record = records.promote(
-            current, bot_id=bot_id, source=source, target=target, actor=self.actor, now_ms=_now_ms()
+            current, bot_id=bot_id, source=source, target=target, actor=self.actor, now_ms=now_ms()
         )
         self._check_live(record, bot_id, target)
         return self._publish(record)
@@ -71,7 +71,7 @@ class ControlPlane:
             bot_id=bot_id,
             stage=stage,
             actor=self.actor,
-            now_ms=_now_ms(),
+            now_ms=now_ms(),
             evidence=evidence,
         )
         self._check_live(record, bot_id, stage)
@@ -90,7 +90,3 @@ class ControlPlane:
     def _publish(self, record: dict[str, Any]) -> dict[str, Any]:
         publish_record(self.kafka, self.topic, record, self.timeout_s)
         return record
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -13,7 +13,6 @@ from typing import Any
 from fleetserve.errors import DeploymentRefused
 
 HISTORY_LIMIT = 20
-STAGES = ("dev", "beta", "real")
 
 Record = dict[str, Any]
 

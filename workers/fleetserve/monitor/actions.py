@@ -17,16 +17,16 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
+from fleetserve.deadletters.operators.filters import DeadLetterFilter
+from fleetserve.deadletters.operators.read import read_dead_letters
+from fleetserve.deadletters.operators.replay import ReplaySummary, RunLimits, replay_dead_letters
+from fleetserve.deadletters.operators.replay_plan import ReplayEvent, ReplayOptions
+from fleetserve.deadletters.operators.sink import ReplayTopics
+from fleetserve.deadletters.operators.stats import DeadLetterStats
 from fleetserve.deploy.control import ControlPlane
-from fleetserve.dlq.filters import DeadLetterFilter
-from fleetserve.dlq.read import read_dead_letters
-from fleetserve.dlq.replay import ReplaySummary, RunLimits, replay_dead_letters
-from fleetserve.dlq.replay_plan import ReplayEvent, ReplayOptions
-from fleetserve.dlq.sink import ReplayTopics
-from fleetserve.dlq.stats import DeadLetterStats
 from fleetserve.monitor.config import MonitorConfig
 from fleetserve.monitor.guard import Watch, evidence
-from fleetserve.store import LocalDirectoryStore
+from fleetserve.store.local import LocalDirectoryStore
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from typing import Any, cast
 import faust
 from faust.tables.wrappers import WindowWrapper
 
-from fleetserve.contracts import MessageKind, decode
+from fleetserve.contracts.codec import decode
+from fleetserve.contracts.schemas import MessageKind
 from fleetserve.errors import ContractError
 from fleetserve.monitor.actions import Actions
 from fleetserve.monitor.book import DeploymentBook

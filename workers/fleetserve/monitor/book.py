@@ -11,8 +11,9 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from fleetserve.config import KafkaSettings
-from fleetserve.contracts import MessageKind, decode
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.contracts.codec import decode
+from fleetserve.contracts.schemas import MessageKind
 from fleetserve.kafka.tailer import TopicTailer
 from fleetserve.monitor.guard import GuardPolicy, Watch, watches_in
 

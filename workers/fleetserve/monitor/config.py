@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
 from fleetserve.monitor.guard import GuardPolicy
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
-from fleetserve.dlq.filters import DeadLetterFilter
+from fleetserve.deadletters.operators.filters import DeadLetterFilter
 
 STYLE: Final = """
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from fleetserve.config import KafkaSettings
-from fleetserve.dlq.read import read_to_end
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.kafka.scan import read_to_end
 from fleetserve.shadow.join import join_replies
 from fleetserve.shadow.report import read_reply_facts
 
@@ -23,7 +23,7 @@ def recent_fallbacks(
     found: deque[dict[str, Any]] = deque(maxlen=limit)
     key = bot_id.encode()
     since_ms = int(time.time() * 1000) - RECENT_S * 1000
-    for record in read_to_end(kafka, topic, since_ms=since_ms):
+    for record in read_to_end(kafka, [topic], since_ms=since_ms):
         if record.key != key or record.value is None:
             continue
         try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import faust
 from faust.web import Request, Response, View
 
-from fleetserve.dlq.filters import DeadLetterFilter
+from fleetserve.deadletters.operators.filters import DeadLetterFilter
 from fleetserve.errors import FleetserveError
 from fleetserve.monitor import console
 from fleetserve.monitor.replies import confusions, recent_fallbacks

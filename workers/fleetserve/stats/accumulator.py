@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from fleetserve.contracts import MessageKind, encode
+from fleetserve.contracts.codec import encode
+from fleetserve.contracts.schemas import MessageKind
 from fleetserve.stats.facts import OutcomeFacts
 from fleetserve.stats.record import FlushInfo, stats_record
 from fleetserve.stats.summary import StatsKey, Summary
