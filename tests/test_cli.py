@@ -27,6 +27,8 @@ EXPECTED_COMMANDS = {
     "replies",
     "shadow-report",
     "monitor",
+    "relabel",
+    "clean",
 }
 
 

@@ -14,12 +14,14 @@ from fleetserve.cli.ask_cmd import ask
 from fleetserve.cli.bots_cmd import bots
 from fleetserve.cli.broker_cmd import broker
 from fleetserve.cli.build_cmd import build
+from fleetserve.cli.clean_cmd import clean
 from fleetserve.cli.config_cmd import config
 from fleetserve.cli.demo_cmd import demo
 from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
 from fleetserve.cli.dlq_cmd import dlq
 from fleetserve.cli.exit_codes import exit_code_for
 from fleetserve.cli.monitor_cmd import monitor
+from fleetserve.cli.relabel_cmd import relabel
 from fleetserve.cli.replies_cmd import replies
 from fleetserve.cli.shadow_cmd import shadow_report_command
 from fleetserve.cli.topics_cmd import topics
@@ -137,6 +139,8 @@ cli.add_command(shadow_report_command)
 cli.add_command(worker)
 cli.add_command(dlq)
 cli.add_command(monitor)
+cli.add_command(relabel)
+cli.add_command(clean)
 
 
 def add_plugin_commands(group: click.Group) -> None:
