@@ -27,6 +27,7 @@ EXPECTED_COMMANDS = {
     "ask",
     "replies",
     "shadow-report",
+    "monitor",
     "relabel",
     "clean",
 }

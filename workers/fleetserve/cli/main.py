@@ -21,6 +21,7 @@ from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
 from fleetserve.cli.dlq_cmd import dlq
 from fleetserve.cli.eval_cmd import eval_command
 from fleetserve.cli.exit_codes import exit_code_for
+from fleetserve.cli.monitor_cmd import monitor
 from fleetserve.cli.relabel_cmd import relabel
 from fleetserve.cli.replies_cmd import replies
 from fleetserve.cli.shadow_cmd import shadow_report_command
@@ -139,6 +140,7 @@ cli.add_command(replies)
 cli.add_command(shadow_report_command)
 cli.add_command(worker)
 cli.add_command(dlq)
+cli.add_command(monitor)
 cli.add_command(relabel)
 cli.add_command(clean)
 

@@ -59,6 +59,8 @@ class ServingSettings:
     # Glob patterns of topics a query's reply_to may name, beside the replies topic and
     # topics under it; compacted and fleetserve control topics are refused whatever.
     reply_to_allow: tuple[str, ...] = ()
+    # Per-bot statistics: each worker flushes its summaries at most this often (ms).
+    stats_interval_ms: int = 2_000
     # Test-only fault injection: the worker SIGKILLs itself on a query containing this text.
     fault_kill_on_text: str | None = None
 
@@ -130,6 +132,8 @@ KNOBS: Final = (
          "died this many times while processing it.", low=1, high=100),
     Knob("state_dir", "text", "Directory that outlives the process, for the pass in flight.",
          env="FLEETSERVE_STATE_DIR"),
+    Knob("stats_interval_ms", "int", "Flush per-bot statistics to the bot-stats topic at "
+         "most this often.", low=100, high=600_000),
     Knob("fault_kill_on_text", "text", "Test only: SIGKILL the worker on this query text.",
          hidden=True),
 )  # fmt: skip
