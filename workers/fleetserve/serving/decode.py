@@ -7,8 +7,7 @@ from typing import Any, Final
 
 import orjson
 
-from fleetserve.contracts.codec import decode
-from fleetserve.contracts.schemas import MessageKind
+from fleetserve.contracts.fastquery import decode_query as decode_query_bytes
 from fleetserve.core.outcome import Failure, Origin
 from fleetserve.core.records import InboundRecord
 from fleetserve.deadletters import reasons
@@ -66,7 +65,7 @@ def decode_query(
     if record.value is None:
         return Failure(reasons.DECODE, reasons.PHASE_DECODE, "record has no value (a tombstone)")
     try:
-        query = decode(MessageKind.QUERY, record.value)
+        query = decode_query_bytes(record.value)  # msgspec first; the schema judges the rest
     except ContractError as exc:
         return Failure(
             reasons.CONTRACT_REASONS[exc.reason],
