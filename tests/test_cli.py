@@ -21,6 +21,8 @@ EXPECTED_COMMANDS = {
     "promote",
     "rollback",
     "deployments",
+    "publish",
+    "gc",
     "worker",
     "demo",
     "ask",

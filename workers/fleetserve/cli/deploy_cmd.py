@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 import click
@@ -13,8 +14,10 @@ from fleetserve.cli.context import pass_settings
 from fleetserve.cli.tables import format_table
 from fleetserve.config import Settings, Stage
 from fleetserve.deploy.control import ControlPlane
+from fleetserve.deploy.placement import Placement, PublishingPlacement, TopicPlacement
 from fleetserve.kafka.probe import describe_cluster
 from fleetserve.store import LocalDirectoryStore
+from fleetserve.store.select import model_store
 from fleetserve.topics.loader import load_topics
 
 STAGE_CHOICE = click.Choice([s.value for s in Stage])
@@ -27,7 +30,7 @@ def _default_actor() -> str:
         return "unknown"
 
 
-def _actor_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+def actor_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--actor",
         default=_default_actor,
@@ -37,18 +40,29 @@ def _actor_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def control_plane(settings: Settings, actor: str) -> ControlPlane:
+    """Deployments on the deployments topic; snapshots placed on the models topic first.
+
+    With ``--store DIR`` a snapshot is checked in the directory and published; with
+    ``--store kafka`` it must be on the models topic already.
+    """
     topics = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
     describe_cluster(settings.kafka)
-    return ControlPlane(
-        settings.kafka, topics.name("deployments"), LocalDirectoryStore(settings.store_dir), actor
+    models = model_store(settings, topics)
+    placement: Placement = (
+        TopicPlacement(models)
+        if settings.store_kafka
+        else PublishingPlacement(LocalDirectoryStore(settings.store_dir), models)
     )
+    return ControlPlane(settings.kafka, topics.name("deployments"), placement, actor)
 
 
 def _echo_stage(record: dict[str, Any], stage: str) -> None:
     live = record["stages"][stage]
+    where = live.get("location")
+    at = f" at {where['topic']}[{where['partition']}]@{where['offset']}" if where else ""
     click.echo(
         f"{record['bot_id']} {stage} -> {live['model_version']} (sha256 {live['sha256'][:12]}…, "
-        f"{record['action']} by {record['actor']})"
+        f"{record['action']} by {record['actor']}){at}"
     )
 
 
@@ -61,7 +75,7 @@ def _echo_stage(record: dict[str, Any], stage: str) -> None:
     default=None,
     help="Whether replies carry the query text (privacy); default: keep the stage's setting.",
 )
-@_actor_option
+@actor_option
 @pass_settings
 def deploy(
     settings: Settings,
@@ -72,7 +86,8 @@ def deploy(
     actor: str,
 ) -> None:
     """Serve a built snapshot of a bot on a stage (refused if missing or altered)."""
-    record = control_plane(settings, actor).deploy(bot_id, version, stage, include_query_text)
+    with closing(control_plane(settings, actor)) as plane:
+        record = plane.deploy(bot_id, version, stage, include_query_text)
     _echo_stage(record, stage)
 
 
@@ -80,22 +95,24 @@ def deploy(
 @click.argument("bot_id")
 @click.option("--from", "source", type=STAGE_CHOICE, required=True, help="Stage to copy from.")
 @click.option("--to", "target", type=STAGE_CHOICE, required=True, help="Stage to serve it on.")
-@_actor_option
+@actor_option
 @pass_settings
 def promote(settings: Settings, bot_id: str, source: str, target: str, actor: str) -> None:
     """Serve on one stage what another stage serves now, e.g. beta to real."""
-    record = control_plane(settings, actor).promote(bot_id, source, target)
+    with closing(control_plane(settings, actor)) as plane:
+        record = plane.promote(bot_id, source, target)
     _echo_stage(record, target)
 
 
 @click.command()
 @click.argument("bot_id")
 @click.option("--stage", type=STAGE_CHOICE, required=True, help="Stage to roll back.")
-@_actor_option
+@actor_option
 @pass_settings
 def rollback(settings: Settings, bot_id: str, stage: str, actor: str) -> None:
     """Return a stage to the snapshot it served before the current one."""
-    record = control_plane(settings, actor).rollback(bot_id, stage)
+    with closing(control_plane(settings, actor)) as plane:
+        record = plane.rollback(bot_id, stage)
     _echo_stage(record, stage)
 
 
@@ -105,7 +122,8 @@ def rollback(settings: Settings, bot_id: str, stage: str, actor: str) -> None:
 @pass_settings
 def deployments(settings: Settings, bot_id: str | None, as_json: bool) -> None:
     """Show what every bot (or one bot) serves on each stage."""
-    table = control_plane(settings, "-").all_current()
+    with closing(control_plane(settings, "-")) as plane:
+        table = plane.all_current()
     if bot_id is not None and bot_id not in table:
         raise click.ClickException(f"{bot_id} has no deployment record")
     records = [table[bot_id]] if bot_id is not None else list(table.values())

@@ -20,6 +20,8 @@ from fleetserve.cli.demo_cmd import demo
 from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
 from fleetserve.cli.dlq_cmd import dlq
 from fleetserve.cli.exit_codes import exit_code_for
+from fleetserve.cli.gc_cmd import gc
+from fleetserve.cli.publish_cmd import publish
 from fleetserve.cli.replies_cmd import replies
 from fleetserve.cli.shadow_cmd import shadow_report_command
 from fleetserve.cli.topics_cmd import topics
@@ -81,8 +83,9 @@ class FleetserveGroup(click.Group):
 )
 @click.option(
     "--store",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Artifact store directory of model snapshots (env FLEETSERVE_STORE; default ./artifacts).",
+    metavar="DIR|kafka",
+    help="Where model snapshots are: a directory (builds; single machine) or `kafka`, the "
+    "models topic (workers on any machine) (env FLEETSERVE_STORE; default ./artifacts).",
 )
 @click.option(
     "--log-level",
@@ -128,6 +131,8 @@ cli.add_command(deploy)
 cli.add_command(promote)
 cli.add_command(rollback)
 cli.add_command(deployments)
+cli.add_command(publish)
+cli.add_command(gc)
 cli.add_command(config)
 cli.add_command(validate)
 cli.add_command(ask)

@@ -13,6 +13,7 @@ from fleetserve.cli.context import pass_settings
 from fleetserve.cli.lifecycle import on_stop_signals
 from fleetserve.config import Settings
 from fleetserve.config.serving import DELIVERIES, serving_settings
+from fleetserve.store.select import close_store, serving_store
 from fleetserve.topics.loader import load_topics
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,22 @@ logger = logging.getLogger(__name__)
     "env FLEETSERVE_STATE_DIR).",
 )
 @click.option(
+    "--disk-cache",
+    "disk_cache_dir",
+    help="With --store kafka: folder of fetched snapshots, shared by workers on this machine "
+    "(default <state-dir>/models; env FLEETSERVE_DISK_CACHE).",
+)
+@click.option(
+    "--disk-cache-size",
+    help="Budget of the disk cache, e.g. 4GiB (the default; env FLEETSERVE_DISK_CACHE_SIZE).",
+)
+@click.option(
+    "--model-fetch-timeout-ms",
+    type=click.IntRange(100, 600_000),
+    help="With --store kafka: longest wait for a snapshot from the models topic before its "
+    "queries go to the retry tier (5000).",
+)
+@click.option(
     "--reply-to-allow",
     multiple=True,
     help="Glob of topics a query's reply_to may name, besides the replies topic and topics "
@@ -110,7 +127,8 @@ def worker(settings: Settings, /, **options: Any) -> None:
     settings = dataclasses.replace(settings, serving=serving_settings(options, settings.serving))
     declared = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
     topics = WorkerTopics.from_declared(declared, settings.serving.replies_topic)
-    serving = Worker(settings, topics)
+    store = serving_store(settings, declared)
+    serving = Worker(settings, topics, store=store)
 
     def request_stop(signum: int) -> None:
         # Not an exception: the pass in flight must still commit.
@@ -119,5 +137,8 @@ def worker(settings: Settings, /, **options: Any) -> None:
         )
         serving.request_stop()
 
-    with on_stop_signals(request_stop):
-        serving.run()
+    try:
+        with on_stop_signals(request_stop):
+            serving.run()
+    finally:
+        close_store(store)

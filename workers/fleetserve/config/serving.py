@@ -55,12 +55,22 @@ class ServingSettings:
     # Glob patterns of topics a query's reply_to may name, beside the replies topic and
     # topics under it; compacted and fleetserve control topics are refused whatever.
     reply_to_allow: tuple[str, ...] = ()
+    # With `--store kafka`: the disk cache of fetched snapshots (None: <state_dir>/models),
+    # its budget, and how long a fetch from the models topic may take before the query
+    # goes to the retry tier.
+    disk_cache_dir: str | None = None
+    disk_cache_bytes: int = 4 * GIB
+    model_fetch_timeout_ms: int = 5_000
     # Test-only fault injection: the worker SIGKILLs itself on a query containing this text.
     fault_kill_on_text: str | None = None
 
     @property
     def max_rows_per_bot(self) -> int:
         return max(1, int(self.max_batch * self.max_bot_share))
+
+    @property
+    def disk_cache_path(self) -> str:
+        return self.disk_cache_dir or f"{self.state_dir}/models"
 
 
 def parse_size(text: str | int) -> int:
@@ -82,6 +92,7 @@ def serving_settings(
     known = {f.name for f in dataclasses.fields(ServingSettings)} | {
         "model_memory",
         "max_model_size",
+        "disk_cache_size",
     }
     unknown = set(values) - known
     if unknown:
@@ -91,6 +102,8 @@ def serving_settings(
         changes["model_memory_bytes"] = parse_size(changes.pop("model_memory"))
     if "max_model_size" in changes:
         changes["max_model_bytes"] = parse_size(changes.pop("max_model_size"))
+    if "disk_cache_size" in changes:
+        changes["disk_cache_bytes"] = parse_size(changes.pop("disk_cache_size"))
     settings = dataclasses.replace(base or ServingSettings(), **changes)
     _check(settings)
     return settings
@@ -113,6 +126,11 @@ def _check(settings: ServingSettings) -> None:
         (0 <= settings.ops_port < 65536, "ops port must be 0..65535"),
         (1 <= settings.fetch_wait_max_ms <= 500, "fetch wait max ms must be 1..500"),
         (1 <= settings.poison_after <= 100, "poison after must be 1..100"),
+        (settings.disk_cache_bytes > 0, "disk cache size must be positive"),
+        (
+            100 <= settings.model_fetch_timeout_ms <= 600_000,
+            "model fetch timeout ms must be 100..600000",
+        ),
     ]
     problems = [message for ok, message in rules if not ok]
     if problems:

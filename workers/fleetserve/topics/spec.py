@@ -16,6 +16,8 @@ REQUIRED_ROLES = (
     "replays",
     "deployments",
     "crashes",
+    "models",
+    "model_index",
 )
 # Every role but replies: fleetserve's own bookkeeping, never a reply_to target.
 CONTROL_ROLES = tuple(role for role in REQUIRED_ROLES if role != "replies")
