@@ -37,8 +37,9 @@ def gc(settings: Settings, keep: int, bots: tuple[str, ...], dry_run: bool, verb
     """
     topics = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
     describe_cluster(settings.kafka)
-    deployments = read_deployments(settings.kafka, topics.name("deployments"))
     with closing(model_store(settings, topics)) as models:
+        models.prepare()  # the index is read while the deployments are
+        deployments = read_deployments(settings.kafka, topics.name("deployments"))
         entries = [e for e in models.index().entries() if not bots or e.bot_id in bots]
         verdicts = plan(entries, deployments, keep)
         doomed = [v.entry for v in verdicts if v.remove]

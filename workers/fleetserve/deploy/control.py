@@ -28,6 +28,7 @@ class ControlPlane:
     timeout_s: float = 15.0
 
     def current(self, bot_id: str) -> dict[str, Any] | None:
+        self.placement.prepare()  # the model index is read while the deployments are
         return self.all_current().get(bot_id)
 
     def all_current(self) -> dict[str, dict[str, Any]]:
@@ -36,16 +37,16 @@ class ControlPlane:
     def deploy(
         self, bot_id: str, version: str, stage: str, include_query_text: bool | None = None
     ) -> dict[str, Any]:
+        current = self.current(bot_id)
         placed = self.placement.place(bot_id, version)
-        record = self._deployed(
-            self.current(bot_id), bot_id, version, stage, placed, include_query_text
-        )
+        record = self._deployed(current, bot_id, version, stage, placed, include_query_text)
         return self._publish(record)
 
     def deploy_many(
         self, snapshots: Sequence[tuple[str, str]], stage: str
     ) -> list[tuple[dict[str, Any], Placed]]:
         """Place every (bot, version), then deploy them all on ``stage`` in one write."""
+        self.placement.prepare()
         if isinstance(self.placement, PublishingPlacement):
             placements = self.placement.place_many(snapshots)
         else:

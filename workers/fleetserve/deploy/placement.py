@@ -7,8 +7,6 @@
   machine) is taken from the topic.
 * :class:`TopicPlacement` (``--store kafka``): the snapshot must be on the models topic
   already; it is fetched and its bytes checked against the index's sha256.
-* :class:`LocalPlacement`: no models topic; the deployment names no location and
-  workers read the same directory (single-machine use).
 
 Each returns the sha256 the deployment will carry and, when there is one, the location.
 """
@@ -36,6 +34,10 @@ class Placed:
 
 
 class Placement(Protocol):
+    def prepare(self) -> None:
+        """Start whatever reads ``place`` will need (it runs beside other reads)."""
+        ...
+
     def place(self, bot_id: str, version: str) -> Placed: ...
 
     def close(self) -> None: ...
@@ -68,19 +70,11 @@ def verified_sha256(store: ArtifactStore, bot_id: str, version: str) -> str:
 
 
 @dataclass(frozen=True)
-class LocalPlacement:
-    store: ArtifactStore
-
-    def place(self, bot_id: str, version: str) -> Placed:
-        return Placed(verified_sha256(self.store, bot_id, version))
-
-    def close(self) -> None:
-        return None
-
-
-@dataclass(frozen=True)
 class TopicPlacement:
     models: KafkaModelStore
+
+    def prepare(self) -> None:
+        self.models.prepare()
 
     def place(self, bot_id: str, version: str) -> Placed:
         key = snapshot_key(bot_id, version)
@@ -105,6 +99,9 @@ class TopicPlacement:
 class PublishingPlacement:
     source: ArtifactStore
     models: KafkaModelStore
+
+    def prepare(self) -> None:
+        self.models.prepare()
 
     def place(self, bot_id: str, version: str) -> Placed:
         if not self.source.exists(bot_id, version) and self._on_topic(bot_id, version):

@@ -163,15 +163,19 @@ class LiveIndex:
         self._tailer: IndexTailer | None = None
         self._lock = threading.Lock()
 
-    def ready(self, timeout_s: float) -> ModelIndex:
-        """The index once it caught up with the topic; KafkaUnavailable if not in time."""
+    def start(self) -> IndexTailer:
+        """Start reading the index (again, if its tailer died); returns at once."""
         with self._lock:
             if self._tailer is None or not self._tailer.healthy:
                 if self._tailer is not None:
                     self._tailer.stop()
                 self._tailer = IndexTailer(self.kafka, self.topic, self.index)
                 self._tailer.start()
-            tailer = self._tailer
+            return self._tailer
+
+    def ready(self, timeout_s: float) -> ModelIndex:
+        """The index once it caught up with the topic; KafkaUnavailable if not in time."""
+        tailer = self.start()
         if not tailer.wait_caught_up(timeout_s):
             raise KafkaUnavailable(
                 f"the model index {self.topic} was not read within {timeout_s:g}s"

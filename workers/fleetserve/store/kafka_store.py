@@ -131,6 +131,10 @@ class KafkaModelStore:
             )
         return entry.location
 
+    def prepare(self) -> None:
+        """Start reading the index now, so it is ready by the time it is needed."""
+        self._index.start()
+
     def index(self, timeout_s: float = 15.0) -> ModelIndex:
         """The model index once read up to date; read on first use, then followed."""
         return self._index.ready(timeout_s)
