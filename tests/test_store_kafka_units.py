@@ -12,12 +12,16 @@ from typing import Any
 import orjson
 import pytest
 
+from fleetserve.config import build_settings
+from fleetserve.config.serving import serving_settings
+from fleetserve.config.settings import DEFAULT_STORE_DIR
 from fleetserve.deploy import records
 from fleetserve.errors import (
     ArtifactCorrupt,
     ArtifactError,
     ArtifactMissing,
     ArtifactTooLarge,
+    ConfigError,
     ContractError,
 )
 from fleetserve.store.assembly import Assembly
@@ -289,3 +293,32 @@ def test_the_disk_cache_stays_within_its_budget_dropping_the_least_recent(tmp_pa
     assert shas[0] in kept
     assert shas[-1] in kept
     assert shas[1] not in kept
+
+
+# -- choosing a store -------------------------------------------------------------------------
+
+
+def test_store_kafka_is_chosen_by_flag_environment_or_file(tmp_path: Path) -> None:
+    by_flag = build_settings(flags={"store": "kafka"}, env={})
+    by_env = build_settings(env={"FLEETSERVE_STORE": "kafka"})
+    toml = tmp_path / "fleetserve.toml"
+    toml.write_text('store = "kafka"\n')
+    by_file = build_settings(env={}, config_file=toml)
+    for settings in (by_flag, by_env, by_file):
+        assert settings.store_kafka
+        assert settings.store_dir == DEFAULT_STORE_DIR  # builds still write a folder
+        assert settings.masked()["store"] == "kafka"
+    folder = build_settings(flags={"store": "./kafka"}, env={})
+    assert not folder.store_kafka
+    assert folder.store_dir == Path("kafka")
+    assert not build_settings(env={}).store_kafka
+
+
+def test_the_disk_cache_defaults_to_the_state_dir_and_takes_a_size() -> None:
+    settings = build_settings(env={"FLEETSERVE_DISK_CACHE_SIZE": "2GiB"})
+    assert settings.serving.disk_cache_bytes == 2 * 2**30
+    assert settings.serving.disk_cache_path == ".fleetserve/models"
+    moved = serving_settings({"disk_cache_dir": "/var/cache/fs", "state_dir": "/x"})
+    assert moved.disk_cache_path == "/var/cache/fs"
+    with pytest.raises(ConfigError):
+        serving_settings({"model_fetch_timeout_ms": 5})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -89,7 +90,7 @@ class SnapshotFetcher:
         self.timeout_s = timeout_s
         self._config = {**fetch_config(record_limit, fetch_wait_max_ms), **(overrides or {})}
         self._idle: queue.SimpleQueue[Consumer] = queue.SimpleQueue()
-        self._all: list[Consumer] = []
+        self._lock = threading.Lock()
         self._closed = False
 
     def fetch(self, request: SnapshotRequest, location: Coordinates) -> Snapshot:
@@ -116,10 +117,14 @@ class SnapshotFetcher:
         return assembly.snapshot()
 
     def close(self) -> None:
-        self._closed = True
-        for client in self._all:
-            client.close()
-        self._all.clear()
+        """Close the idle consumers; one still reading closes when its read ends."""
+        with self._lock:
+            self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
     # -- internals ------------------------------------------------------------------------
 
@@ -148,13 +153,15 @@ class SnapshotFetcher:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
-            client = consumer(self.kafka, self._config)
-            self._all.append(client)
-            return client
+            return consumer(self.kafka, self._config)
 
     def _give_back(self, client: Consumer) -> None:
-        if not self._closed:
-            self._idle.put(client)
+        # Never closed from another thread while it reads: the reader closes it here.
+        with self._lock:
+            if not self._closed:
+                self._idle.put(client)
+                return
+        client.close()
 
 
 def _past_end(client: Consumer, assembly: Assembly, location: Coordinates) -> None:
