@@ -36,7 +36,7 @@ from fleetserve.store.base import (
 )
 from fleetserve.store.disk_cache import DiskCache
 from fleetserve.store.index import IndexEntry, LiveIndex, ModelIndex
-from fleetserve.store.kafka_fetch import SnapshotFetcher
+from fleetserve.store.kafka_fetch import MODEL_FETCH_WAIT_MS, SnapshotFetcher
 from fleetserve.store.kafka_publish import Outgoing, Published, SnapshotPublisher
 from fleetserve.topics.spec import TopicSet
 
@@ -75,7 +75,7 @@ class KafkaModelStore:
         *,
         disk_cache: DiskCache | None = None,
         fetch_timeout_s: float = 5.0,
-        fetch_wait_max_ms: int = 5,
+        fetch_wait_max_ms: int = MODEL_FETCH_WAIT_MS,
         fetch_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.kafka = kafka

@@ -27,7 +27,6 @@ def serving_store(settings: Settings, declared: TopicSet) -> ArtifactStore:
         ModelTopics.from_declared(declared),
         disk_cache=DiskCache(Path(serving.disk_cache_path), serving.disk_cache_bytes),
         fetch_timeout_s=serving.model_fetch_timeout_ms / 1000,
-        fetch_wait_max_ms=serving.fetch_wait_max_ms,
     )
 
 
