@@ -9,10 +9,10 @@ ENV PYTHONUNBUFFERED=1 \
 RUN useradd --create-home --uid 10001 --user-group fleetserve
 
 # Everything the build needs: the package (workers/) plus schemas/, topics/ and data/, which
-# pyproject.toml ships inside it as package data. Non-editable install: the image runs
-# from site-packages, not from this source tree.
+# setup.py maps into it as package data. Non-editable install: the image runs from
+# site-packages, not from this source tree. The benchmark harness (bench/) stays out.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY workers/ workers/
 COPY schemas/ schemas/
 COPY topics/ topics/

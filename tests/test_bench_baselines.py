@@ -15,9 +15,10 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import BotFactory, BuiltBots, ConsumerFactory, ProducerFactory, TopicFactory
 from fleetserve.client.query import make_query
-from serving_harness import clean_env
+from support.bots import BotFactory, BuiltBots
+from support.kafka import ConsumerFactory, ProducerFactory, TopicFactory
+from support.serving import clean_env
 
 pytestmark = pytest.mark.kafka
 
@@ -66,7 +67,7 @@ def read(consumer: Consumer, count: int) -> list[tuple[bytes | None, dict[str, A
 @contextmanager
 def baseline(module: str, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """The baseline as a child process; the block's end sends SIGTERM and expects exit 0."""
-    argv = [sys.executable, "-m", f"fleetserve.bench.baselines.{module}", *args]
+    argv = [sys.executable, "-m", f"fleetserve_bench.baselines.{module}", *args]
     with log.open("wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=clean_env())
     try:

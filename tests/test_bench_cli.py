@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from serving_harness import clean_env
+from support.serving import clean_env
 
 pytestmark = pytest.mark.kafka
 

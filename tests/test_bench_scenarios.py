@@ -16,11 +16,12 @@ from typing import Any
 import orjson
 import pytest
 
-from fleetserve.bench.density import density_run, uniform_bots
-from fleetserve.bench.metrics_scrape import histogram_quantile, parse_metrics
-from fleetserve.bench.rebalance import max_gap, rebalance_run, recovery_s
-from fleetserve.bench.world import BenchWorld, bench_world
-from kafka_log import read_committed_log
+from fleetserve_bench.density import density_run, uniform_bots
+from fleetserve_bench.metrics_scrape import histogram_quantile, parse_metrics
+from fleetserve_bench.rebalance import rebalance_run
+from fleetserve_bench.rebalance_stats import max_gap, recovery_s
+from fleetserve_bench.world import BenchWorld, bench_world
+from support.kafka_log import read_committed_log
 
 BOTS = 20
 TIMEOUT_S = 60.0

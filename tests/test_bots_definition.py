@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetserve.bots import BotDefinition, Utterance, validate_bot_id
+from fleetserve.bots.definition import BotDefinition, Utterance, validate_bot_id
 from fleetserve.bots.text import detect_language, match_key, normalize_text
 from fleetserve.errors import BotInputError, Disposition
 

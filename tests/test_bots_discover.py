@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fleetserve.bots import discover_bots, find_bots
+from fleetserve.bots.discover import discover_bots, find_bots
 from fleetserve.errors import BotInputError
 
 GOOD = b'{"text":"hi","intent":"greet"}\n{"text":"hello","intent":"greet"}\n' + (

@@ -9,20 +9,20 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fleetserve.bots import (
-    BotDefinition,
-    dataset_root,
-    discover_bots,
-    encode_bot,
+from fleetserve.bots.datasets import Pools, dataset_root, load_pools
+from fleetserve.bots.definition import BotDefinition, validate_bot_id
+from fleetserve.bots.discover import discover_bots
+from fleetserve.bots.fleet import (
+    KIND_DOMAIN,
+    KIND_DOMAIN_SAMPLE,
+    KIND_ENGLISH,
+    KIND_KOREAN,
     make_bot,
     make_fleet,
-    validate_bot_id,
-    write_fleet,
 )
-from fleetserve.bots.datasets import Pools, load_pools
-from fleetserve.bots.fleet import KIND_DOMAIN, KIND_DOMAIN_SAMPLE, KIND_ENGLISH, KIND_KOREAN
 from fleetserve.bots.summary import kind_of
 from fleetserve.bots.text import has_hangul, match_key
+from fleetserve.bots.writer import encode_bot, write_fleet
 from fleetserve.errors import BotInputError, ConfigError
 
 

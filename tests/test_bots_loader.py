@@ -7,7 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fleetserve.bots import BotFormat, load_bot, load_bot_with_report, parse_bot
+from fleetserve.bots.loader import load_bot, load_bot_with_report, parse_bot
+from fleetserve.bots.rows import BotFormat
 from fleetserve.errors import BotInputError
 
 GOOD_ROWS = [

@@ -17,7 +17,7 @@ from fleetserve.breaker.evidence import (
 )
 from fleetserve.breaker.guard import judge
 from fleetserve.breaker.inflight import InflightFile, Span, spans_of
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.core.records import InboundRecord
 
 NOW = 1_790_000_000_000
 

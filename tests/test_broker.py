@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetserve.broker import EmbeddedBroker
-from fleetserve.broker.embedded import free_loopback_port
-from fleetserve.config import KafkaSettings
+from fleetserve.broker.embedded import EmbeddedBroker, free_loopback_port
+from fleetserve.config.settings import KafkaSettings
 from fleetserve.errors import BrokerBinaryNotFound, BrokerStartError, KafkaUnavailable
 from fleetserve.kafka.probe import describe_cluster
 

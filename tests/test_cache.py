@@ -7,29 +7,21 @@ barrier or an event, and can fix the footprint so budgets are exact.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
-import time
-import weakref
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from conftest import BotFactory, BuiltBots
-from fleetserve.cache import CacheMetrics, LoadedModel, ModelCache, SnapshotLoader
+from fleetserve.cache.loader import SnapshotLoader
 from fleetserve.cache.lru import LruLedger
-from fleetserve.cache.model import CacheKey
-from fleetserve.cache.reaper import Reaper
+from fleetserve.cache.metrics import CacheMetrics
+from fleetserve.cache.model import LoadedModel
+from fleetserve.cache.model_cache import ModelCache
+from fleetserve.core.route import Route
 from fleetserve.errors import QueryFailed
-from fleetserve.routing import Route
-
-FOOTPRINT = 100_000
-WAIT_S = 10.0  # generous bound for threads that should meet; never reached when correct
+from support.bots import BotFactory, BuiltBots
+from support.cache import FOOTPRINT, WrappingLoader, keys, make_cache, use
 
 
 @pytest.fixture(scope="module")
@@ -37,68 +29,9 @@ def built(bot_factory: BotFactory) -> BuiltBots:
     return bot_factory(n=4, seed=3)
 
 
-class WrappingLoader:
-    """The real loader, counted, optionally held at a barrier or event, fixed footprint."""
-
-    def __init__(
-        self,
-        built: BuiltBots,
-        *,
-        footprint: int | None = FOOTPRINT,
-        barrier: threading.Barrier | None = None,
-        gate: threading.Event | None = None,
-    ) -> None:
-        self.inner = SnapshotLoader(built.store)
-        self.footprint = footprint
-        self.barrier = barrier
-        self.gate = gate
-        self.calls: Counter[CacheKey] = Counter()
-        self.started = threading.Event()
-        self._lock = threading.Lock()
-
-    @property
-    def total(self) -> int:
-        return sum(self.calls.values())
-
-    def __call__(self, route: Route) -> LoadedModel:
-        with self._lock:
-            self.calls[route.cache_key] += 1
-        self.started.set()
-        if self.barrier is not None:
-            self.barrier.wait()
-        if self.gate is not None:
-            assert self.gate.wait(WAIT_S)
-        model = self.inner(route)
-        if self.footprint is not None:
-            model = replace(model, footprint_bytes=self.footprint)
-        return model
-
-
 @pytest.fixture
 def registry() -> CollectorRegistry:
     return CollectorRegistry()
-
-
-@contextmanager
-def make_cache(
-    loader: WrappingLoader, budget_models: float = 100, **options: object
-) -> Iterator[ModelCache]:
-    cache = ModelCache(loader, budget_bytes=int(budget_models * FOOTPRINT), **options)  # type: ignore[arg-type]
-    try:
-        yield cache
-    finally:
-        cache.close()
-
-
-def use(cache: ModelCache, route: Route) -> LoadedModel:
-    model = cache.acquire(route)
-    cache.release(model)
-    return model
-
-
-def keys(cache: ModelCache, built: BuiltBots) -> set[str]:
-    """Bots of ``built`` whose first version is resident (looking is not a use)."""
-    return {bot for bot in built.bot_ids if built.route(bot) in cache}
 
 
 # -- hit, miss, eviction -------------------------------------------------------------------
@@ -287,126 +220,6 @@ def test_retire_drops_old_versions_and_pinned_ones_on_release(built: BuiltBots) 
 
 
 # -- concurrency ---------------------------------------------------------------------------
-
-
-def test_concurrent_misses_of_one_key_load_once(built: BuiltBots) -> None:
-    gate = threading.Event()
-    loader = WrappingLoader(built, gate=gate)
-    route = built.route(built.bot_ids[0])
-    threads_n = 8
-    start = threading.Barrier(threads_n + 1, timeout=WAIT_S)
-    got: list[LoadedModel] = []
-
-    def worker() -> None:
-        start.wait()
-        model = cache.acquire(route)
-        got.append(model)
-        cache.release(model)
-
-    with make_cache(loader) as cache:
-        threads = [threading.Thread(target=worker) for _ in range(threads_n)]
-        for thread in threads:
-            thread.start()
-        start.wait()
-        assert loader.started.wait(WAIT_S)
-        time.sleep(0.05)  # let the other threads reach the in-flight load
-        gate.set()
-        for thread in threads:
-            thread.join(WAIT_S)
-        assert len(got) == threads_n
-        assert loader.total == 1
-        assert len({id(m.session) for m in got}) == 1
-        stats = cache.stats()
-        assert (stats.loads, stats.hits + stats.misses) == (1, threads_n)
-        assert stats.pinned_models == 0
-
-
-def test_different_keys_load_in_parallel(built: BuiltBots) -> None:
-    # Each load waits at a barrier for the other: serialized loads would break it.
-    loader = WrappingLoader(built, barrier=threading.Barrier(2, timeout=WAIT_S))
-    a, b = built.route(built.bot_ids[0]), built.route(built.bot_ids[1])
-    with make_cache(loader) as cache, cache.pinned([a, b]) as models:
-        assert all(isinstance(m, LoadedModel) for m in models.values()), models
-    loader = WrappingLoader(built, barrier=threading.Barrier(2, timeout=WAIT_S))
-    with make_cache(loader) as cache:
-        results: list[LoadedModel] = []
-        threads = [
-            threading.Thread(target=lambda r=r: results.append(use(cache, r))) for r in (a, b)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT_S)
-        assert len(results) == 2
-        assert cache.stats().loads_failed == 0
-
-
-def test_a_slow_load_does_not_block_hits_on_other_keys(built: BuiltBots) -> None:
-    gate = threading.Event()
-    a, b = built.route(built.bot_ids[0]), built.route(built.bot_ids[1])
-    loader = WrappingLoader(built)
-    with make_cache(loader) as cache:
-        use(cache, a)
-        loader.gate = gate  # from now on loads wait for the gate
-        slow = threading.Thread(target=use, args=(cache, b))
-        slow.start()
-        assert loader.started.wait(WAIT_S)
-        assert use(cache, a).route == a, "a hit while b is loading"
-        assert cache.stats().hits == 1
-        gate.set()
-        slow.join(WAIT_S)
-        assert cache.stats().loads == 2
-
-
-def test_prefetch_starts_loads_without_waiting(built: BuiltBots) -> None:
-    gate = threading.Event()
-    a, b = built.route(built.bot_ids[0]), built.route(built.bot_ids[1])
-    loader = WrappingLoader(built, gate=gate)
-    with make_cache(loader) as cache:
-        started = time.perf_counter()
-        cache.prefetch([a, b, a])
-        assert time.perf_counter() - started < 1.0, "prefetch must not wait for loads"
-        assert loader.started.wait(WAIT_S)
-        gate.set()
-        use(cache, a)  # joins the prefetch in flight or hits its result
-        use(cache, b)
-        assert loader.total == 2
-        cache.prefetch([a, b])  # resident: nothing to do
-        assert loader.total == 2
-
-
-def test_evicted_sessions_are_freed_on_the_reaper_thread(built: BuiltBots) -> None:
-    a, b = built.route(built.bot_ids[0]), built.route(built.bot_ids[1])
-    freed = threading.Event()
-    freed_on: list[str] = []
-
-    def on_free() -> None:
-        freed_on.append(threading.current_thread().name)
-        freed.set()
-
-    with make_cache(WrappingLoader(built), budget_models=1) as cache:
-        weakref.finalize(use(cache, a).session, on_free)  # the test keeps no reference
-        use(cache, b)  # evicts a
-        assert freed.wait(WAIT_S)
-        assert freed_on == ["fleetserve-cache-reaper"]
-
-
-def test_reaper_trims_the_heap_after_frees_at_a_bounded_rate() -> None:
-    trims: list[float] = []
-    reaper = Reaper(trim=lambda: trims.append(time.monotonic()), trim_interval_s=0.05)
-    try:
-        reaper.drop([])  # nothing to free: no thread, no trim
-        assert not trims
-        for _ in range(20):
-            reaper.drop([object()])  # type: ignore[list-item]
-        deadline = time.monotonic() + WAIT_S
-        while len(trims) < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.1)  # a trim owed after the burst comes one interval later
-    finally:
-        reaper.close()
-    assert 1 <= len(trims) <= 3, trims
-    assert all(b - a >= 0.05 for a, b in itertools.pairwise(trims))
 
 
 # -- failures ------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ EXPECTED_COMMANDS = {
     "ask",
     "replies",
     "shadow-report",
+    "relabel",
+    "clean",
 }
 
 

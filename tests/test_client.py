@@ -22,13 +22,17 @@ from click.testing import CliRunner, Result
 from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 
 from fleetserve.cli.main import cli
-from fleetserve.client import FleetClient, Outcome, ReplyTimeout, make_query
-from fleetserve.config import KafkaSettings
-from fleetserve.contracts import MessageKind, encode
-from fleetserve.deadletters.build import Failure, WorkerIdentity, build_dead_letter
-from fleetserve.errors import ContractError, RetriableError
+from fleetserve.client.client import FleetClient, Outcome
+from fleetserve.client.query import make_query
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.contracts.codec import encode
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core.clock import now_ms
+from fleetserve.core.outcome import Failure
+from fleetserve.errors import ContractError, ReplyTimeout, RetriableError
 from fleetserve.kafka.clients import consumer, producer
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.kafka.records import inbound_record
+from support.builders import dead_letter_value, reply_value
 
 NOW_MS = 1_800_000_000_000
 SHA = "c" * 64
@@ -116,27 +120,15 @@ def test_outcome_accessors_follow_the_kind() -> None:
 
 
 def reply_record(query: dict[str, Any], source: Message, *, intent: str) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "request_id": query["request_id"],
-        "bot_id": query["bot_id"],
-        "stage": query.get("stage", "real"),
-        "model": {"version": "v1", "sha256": SHA, "quantization": "int8"},
-        "intent": intent,
-        "confidence": 0.9,
-        "top_k": [{"intent": intent, "score": 0.9}, {"intent": "other", "score": 0.1}],
-        "fallback": False,
-        "text": query["text"],
-        "timings": {"queued_ms": 1.0, "inference_ms": 0.2, "total_ms": 1.5},
-        "worker": {"id": "responder", "group": "real"},
-        "source": {
-            "topic": source.topic() or "",
-            "partition": source.partition() or 0,
-            "offset": source.offset() or 0,
-            "attempt": 1,
-        },
-        "produced_at_ms": time.time_ns() // 1_000_000,
-    }
+    return reply_value(
+        query["bot_id"],
+        request_id=query["request_id"],
+        intent=intent,
+        stage=query.get("stage", "real"),
+        text=query["text"],
+        source=(source.topic() or "", source.partition() or 0, source.offset() or 0),
+        produced_at_ms=now_ms(),
+    )
 
 
 def dead_letter_record(query: dict[str, Any], source: Message) -> dict[str, Any]:
@@ -148,12 +140,7 @@ def dead_letter_record(query: dict[str, Any], source: Message) -> dict[str, Any]
         request_id=query["request_id"],
         stage="real",
     )
-    return build_dead_letter(
-        InboundRecord.from_message(source),
-        failure,
-        WorkerIdentity("responder", "real"),
-        now_ms=time.time_ns() // 1_000_000,
-    )
+    return dead_letter_value(inbound_record(source), failure)
 
 
 @dataclass(frozen=True)

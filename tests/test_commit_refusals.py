@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from fleetserve.deadletters.build import Verdict
+from fleetserve.core.outcome import Verdict
+from fleetserve.core.records import InboundRecord
 from fleetserve.deadletters.headers import DLT_PHASE, DLT_REASON
 from fleetserve.errors import FatalError
-from fleetserve.kafka.records import InboundRecord
 from fleetserve.serving.commit import AtLeastOnceCommitter, TransactionalCommitter
-from fleetserve.serving.processor import Output, PassResult
+from fleetserve.serving.outputs import Output, PassResult
 
 QUERY = InboundRecord("queries", 0, 10, b"bot-a", b'{"x": 1}')
 OTHER = InboundRecord("queries", 0, 11, b"bot-a", b'{"x": 2}')

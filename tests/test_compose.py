@@ -8,6 +8,7 @@ address nobody listens on, an image without the package data, or a command the C
 
 from __future__ import annotations
 
+import ast
 import json
 import shlex
 import tomllib
@@ -393,10 +394,26 @@ def test_the_demo_fleet_is_built_published_and_deployed_once_topics_exist() -> N
 # --- the image and the CLI --------------------------------------------------------------------
 
 
+def setup_data_packages() -> dict[str, str]:
+    """``DATA_PACKAGES`` of setup.py, read without running it."""
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DATA_PACKAGES":
+            value: dict[str, str] = ast.literal_eval(node.value)
+            return value
+    raise AssertionError("setup.py has no DATA_PACKAGES")
+
+
 def test_dockerfile_copies_everything_the_package_build_needs() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    package_dirs = set(pyproject["tool"]["setuptools"]["package-dir"].values())
-    needed = {"pyproject.toml", pyproject["project"]["readme"], *package_dirs}
+    package_dirs = set(setup_data_packages().values())
+    needed = {
+        "pyproject.toml",
+        "setup.py",
+        "workers",
+        pyproject["project"]["readme"],
+        *package_dirs,
+    }
 
     assert {"workers", "schemas", "topics"} <= needed
     missing = needed - dockerfile_copy_sources()

@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from fleetserve.cli.main import cli
-from fleetserve.config import Stage, build_settings
 from fleetserve.config.masking import MASK, is_secret
+from fleetserve.config.settings import Stage
+from fleetserve.config.sources import build_settings
 from fleetserve.errors import ConfigError
 
 SECRET = "s3cr3t-Pa55"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,12 +16,20 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import BotFactory, BuiltBots, unique_name
 from fleetserve.client.query import make_query
 from fleetserve.retry.state import RetryState, retry_headers
-from kafka_log import read_committed_log
-from serving_harness import Harness, clean_env, wait_until, worker_command
-from test_faults import committed_outcomes, exactly_once, model_path, send_to, unreadable_snapshot
+from support.bots import BotFactory, BuiltBots
+from support.kafka import unique_name
+from support.kafka_log import read_committed_log
+from support.outcomes import (
+    Supervised,
+    committed_outcomes,
+    exactly_once,
+    model_path,
+    send_to,
+    unreadable_snapshot,
+)
+from support.serving import Harness, wait_until, worker_command
 
 pytestmark = pytest.mark.kafka
 
@@ -31,49 +37,6 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture(scope="module")
 def built(bot_factory: BotFactory) -> BuiltBots:
     return bot_factory(n=3, seed=37)
-
-
-class Supervised:
-    """One worker process, restarted under the same id whenever it dies."""
-
-    def __init__(self, argv: list[str], log: Path) -> None:
-        self.argv = argv
-        self.log = log
-        self.deaths: list[int] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self.process = self._spawn()
-        self._watcher = threading.Thread(target=self._watch, daemon=True)
-        self._watcher.start()
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as sink:
-            return subprocess.Popen(
-                self.argv, stdout=sink, stderr=subprocess.STDOUT, env=clean_env()
-            )
-
-    def _watch(self) -> None:
-        while not self._stopping.is_set():
-            with self._lock:
-                code = self.process.poll()
-                if code is not None and not self._stopping.is_set():
-                    self.deaths.append(code)
-                    self.process = self._spawn()
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        with self._lock:
-            self.process.send_signal(signal.SIGKILL)
-
-    def assigned(self) -> bool:
-        return b"assignment +" in self.log.read_bytes()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._watcher.join(5)
-        with self._lock:
-            self.process.kill()
-            self.process.wait(10)
 
 
 def test_a_record_that_kills_its_worker_twice_is_set_aside_as_poison(
@@ -163,6 +126,9 @@ def test_killing_workers_while_retries_are_in_flight_loses_and_doubles_nothing(
     finally:
         for worker in workers.values():
             worker.stop()
+    doubled = {rid: outcomes[rid] for rid in sent if len(outcomes.get(rid, [])) > 1}
+    for rid, values in doubled.items():  # what a duplicate looked like, to tell its cause
+        print("DOUBLED", rid, [(v.get("reason"), v["source"], v["worker"]) for v in values])
     exactly_once(outcomes, sent)
     kinds = {("reply" if "top_k" in o else o["reason"]) for rid in sent for o in outcomes[rid]}
     assert kinds <= {"reply", "retries_exhausted"}, kinds

@@ -7,7 +7,11 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetserve.contracts import MessageKind, encode, validate
+from fleetserve.contracts.codec import encode, validate
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core.outcome import Failure, Origin, WorkerIdentity
+from fleetserve.core.records import InboundRecord
+from fleetserve.core.route import Route
 from fleetserve.deadletters import reasons
 from fleetserve.deadletters.build import (
     MAX_HEADER_NAME_CHARS,
@@ -15,15 +19,10 @@ from fleetserve.deadletters.build import (
     MAX_HEADERS,
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
-    Failure,
-    Origin,
-    WorkerIdentity,
     build_dead_letter,
     dead_letter_key,
     minimal_dead_letter,
 )
-from fleetserve.kafka.records import InboundRecord
-from fleetserve.routing import Route
 
 NOW = 1_790_000_000_000
 WORKER = WorkerIdentity("w-1", "real")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
 from fleetserve.deploy import records
 from fleetserve.deploy.log import publish_record, read_deployments
 from fleetserve.errors import KafkaUnavailable

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from fleetserve.contracts import MessageKind, validate
+from fleetserve.contracts.codec import validate
+from fleetserve.contracts.schemas import MessageKind
 from fleetserve.deploy import records
 from fleetserve.errors import DeploymentRefused
 

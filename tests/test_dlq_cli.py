@@ -15,20 +15,20 @@ import pytest
 from click.testing import Result
 from confluent_kafka.admin import AdminClient
 
-from conftest import unique_name
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.clock import now_ms
 from fleetserve.kafka.clients import producer
 from fleetserve.topics.apply import apply_topics
 from fleetserve.topics.loader import load_topics
-from test_dlq_fixtures import (
+from support.dead_letters import (
     HOUR_MS,
     dead_letter,
     json_lines,
-    now_ms,
     query_record,
     run_cli,
     write_dead_letters,
 )
+from support.kafka import unique_name
 
 pytestmark = pytest.mark.kafka
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from fleetserve.dlq.filters import (
+from fleetserve.deadletters.operators.filters import (
     DeadLetterFilter,
     format_instant,
     parse_duration_ms,
     parse_instant_ms,
 )
-from test_dlq_fixtures import HOUR_MS, dead_letter, query_record
+from support.dead_letters import HOUR_MS, dead_letter, query_record
 
 NOW = 1_800_000_000_000
 

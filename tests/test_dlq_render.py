@@ -6,8 +6,9 @@ from typing import Any
 
 import orjson
 
-from fleetserve.dlq.records import DeadLetterRecord
-from fleetserve.dlq.render import (
+from fleetserve.core.records import InboundRecord
+from fleetserve.deadletters.operators.records import DeadLetterRecord
+from fleetserve.deadletters.operators.render import (
     bytes_view,
     list_json,
     list_line,
@@ -17,11 +18,15 @@ from fleetserve.dlq.render import (
     stats_text,
     summary_line,
 )
-from fleetserve.dlq.replay import ReplaySummary
-from fleetserve.dlq.replay_plan import ReplayEvent, ReplayOptions, Verdict, build_replay
-from fleetserve.dlq.stats import DeadLetterStats
-from fleetserve.kafka.records import InboundRecord
-from test_dlq_fixtures import dead_letter, query_record
+from fleetserve.deadletters.operators.replay import ReplaySummary
+from fleetserve.deadletters.operators.replay_plan import (
+    ReplayEvent,
+    ReplayOptions,
+    Verdict,
+    build_replay,
+)
+from fleetserve.deadletters.operators.stats import DeadLetterStats
+from support.dead_letters import dead_letter, query_record
 
 NOW = 1_800_000_000_000
 DLQ = "fleetserve.dead-letters"

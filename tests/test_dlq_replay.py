@@ -15,18 +15,26 @@ import pytest
 from click.testing import Result
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fleetserve.config import KafkaSettings
-from fleetserve.contracts import MessageKind, validate
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.contracts.codec import validate
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core.clock import now_ms
+from fleetserve.core.records import InboundRecord
 from fleetserve.deadletters.headers import REPLAY_ATTEMPT, REPLAY_OF
-from fleetserve.dlq.records import DeadLetterRecord
-from fleetserve.dlq.replay_plan import ReplayEvent, ReplayOptions, Verdict, build_replay
-from fleetserve.dlq.sink import ReplayTopics, TransactionalSink, transactional_id
+from fleetserve.deadletters.operators.records import DeadLetterRecord
+from fleetserve.deadletters.operators.replay_plan import (
+    ReplayEvent,
+    ReplayOptions,
+    Verdict,
+    build_replay,
+)
+from fleetserve.deadletters.operators.sink import ReplayTopics, TransactionalSink, transactional_id
 from fleetserve.errors import FatalError
 from fleetserve.kafka.clients import producer
-from fleetserve.kafka.records import InboundRecord
 from fleetserve.topics.spec import TopicSet
-from kafka_log import LogRecord, read_committed_log
-from test_dlq_fixtures import dead_letter, now_ms, query_record, run_cli, write_dead_letters
+from support.committed_log import LogRecord
+from support.dead_letters import dead_letter, query_record, run_cli, write_dead_letters
+from support.kafka_log import read_committed_log
 
 pytestmark = pytest.mark.kafka
 

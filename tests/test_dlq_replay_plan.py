@@ -8,12 +8,14 @@ from typing import Any
 import orjson
 import pytest
 
-from fleetserve.contracts import MessageKind, validate
+from fleetserve.contracts.codec import validate
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core.records import InboundRecord
 from fleetserve.deadletters.headers import REPLAY_ATTEMPT, REPLAY_OF
-from fleetserve.dlq.filters import DeadLetterFilter
-from fleetserve.dlq.pacing import Pacer
-from fleetserve.dlq.records import DeadLetterRecord, decode_dead_letter, parse_id
-from fleetserve.dlq.replay_plan import (
+from fleetserve.deadletters.operators.filters import DeadLetterFilter
+from fleetserve.deadletters.operators.pacing import Pacer
+from fleetserve.deadletters.operators.records import DeadLetterRecord, decode_dead_letter, parse_id
+from fleetserve.deadletters.operators.replay_plan import (
     ReplayOptions,
     Verdict,
     build_replay,
@@ -22,8 +24,7 @@ from fleetserve.dlq.replay_plan import (
     replay_headers,
     rewrite_value,
 )
-from fleetserve.kafka.records import InboundRecord
-from test_dlq_fixtures import dead_letter, query_record
+from support.dead_letters import dead_letter, query_record
 
 NOW = 1_800_000_000_000
 DLQ = "fleetserve.dead-letters"

@@ -16,11 +16,11 @@ from fleetserve.bots.definition import BotDefinition
 from fleetserve.bots.fleet import make_fleet
 from fleetserve.bots.writer import write_fleet
 from fleetserve.cli.main import cli
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
 from fleetserve.deploy.log import read_deployments
 from fleetserve.models.metadata import read_model_metadata
-from fleetserve.store import LocalDirectoryStore
 from fleetserve.store.base import MODEL_FILE, sha256_hex
+from fleetserve.store.local import LocalDirectoryStore
 
 Run = Callable[..., Result]
 

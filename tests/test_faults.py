@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,22 +20,31 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Message, Producer
 
-from conftest import BotFactory, BuiltBots, Deployer, unique_name
 from fleetserve.broker.embedded import EmbeddedBroker
 from fleetserve.client.query import make_query
-from fleetserve.config import KafkaSettings
-from fleetserve.deadletters.headers import DLT_REASON, REPLAY_ATTEMPT, header_int
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.deadletters.headers import DLT_REASON, REPLAY_ATTEMPT
 from fleetserve.kafka.clients import admin_client
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.kafka.headers import header_int
+from fleetserve.kafka.records import inbound_record
 from fleetserve.retry.state import ATTEMPT
-from fleetserve.store.base import MODEL_FILE
 from fleetserve.topics.apply import apply_topics
 from fleetserve.topics.loader import load_topics
-from kafka_log import CommittedLog, read_committed_log
-from serving_harness import (
+from support.bots import BotFactory, BuiltBots, Deployer
+from support.kafka import unique_name
+from support.kafka_log import read_committed_log
+from support.outcomes import (
+    committed_outcomes,
+    exactly_once,
+    has_partitions,
+    model_path,
+    send_to,
+    spawn,
+    unreadable_snapshot,
+)
+from support.serving import (
     Harness,
     assert_exactly_once,
-    clean_env,
     wait_until,
     worker_argv,
     worker_command,
@@ -49,35 +56,6 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture(scope="module")
 def built(bot_factory: BotFactory) -> BuiltBots:
     return bot_factory(n=5, seed=23)
-
-
-def model_path(built: BuiltBots, bot: str) -> Path:
-    return built.store_dir / bot / built.versions[bot] / MODEL_FILE
-
-
-@contextmanager
-def unreadable_snapshot(path: Path) -> Iterator[None]:
-    """The store cannot read ``path`` (an I/O error, as on a flaky mount) until exit."""
-    aside = path.with_suffix(".aside")
-    path.rename(aside)
-    path.mkdir()  # reading it raises IsADirectoryError, an OSError like EIO
-    try:
-        yield
-    finally:
-        path.rmdir()
-        aside.rename(path)
-
-
-def send_to(harness: Harness, bot: str, text: str, partition: int = 0) -> str:
-    query = make_query(bot, text)
-    harness.producer.produce(
-        harness.topics.name("queries"),
-        key=bot.encode(),
-        value=orjson.dumps(query),
-        partition=partition,
-    )
-    request_id: str = query["request_id"]
-    return request_id
 
 
 def read_at_least(consumer: Consumer, n: int, timeout_s: float) -> list[Message]:
@@ -146,7 +124,7 @@ def test_transient_store_failures_retry_with_backoff_and_then_give_up(harness: H
         harness.topics.name("retry"), **{"isolation.level": "read_committed"}
     )
     seen = read_at_least(retries, 10 + 5 * 4, 20)
-    attempts = sorted(header_int(InboundRecord.from_message(m).headers, ATTEMPT) for m in seen)
+    attempts = sorted(header_int(inbound_record(m).headers, ATTEMPT) for m in seen)
     assert attempts.count(1) == 10  # every failing query's first retry
     assert max(attempts) == 5  # the 6th try is the last: it ends in a dead letter
 
@@ -196,46 +174,6 @@ def test_a_corrupt_snapshot_fails_only_its_bot_and_says_why(harness: Harness) ->
 # -- a killed worker --------------------------------------------------------------------------
 
 
-def committed_outcomes(
-    bootstrap: str, topics: list[str], expected: set[str], timeout_s: float = 90
-) -> tuple[dict[str, list[dict[str, Any]]], CommittedLog]:
-    """Every outcome in the committed log once all ``expected`` are there and no transaction
-    is left open; also the raw log, for what was aborted.
-
-    Read with tests/kafka_log.py, which applies the transaction markers itself: Tansu hands
-    aborted records to read_committed consumers, Apache Kafka does not.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        logs = [read_committed_log(bootstrap, topic) for topic in topics]
-        log = CommittedLog(
-            [r for one in logs for r in one.committed],
-            [r for one in logs for r in one.aborted],
-            [r for one in logs for r in one.open],
-        )
-        outcomes: dict[str, list[dict[str, Any]]] = {}
-        for record in log.committed:
-            value = orjson.loads(record.value or b"{}")
-            outcomes.setdefault(value.get("request_id") or "?", []).append(value)
-        if (expected <= outcomes.keys() and not log.open) or time.monotonic() > deadline:
-            return outcomes, log
-        time.sleep(1.0)
-
-
-def exactly_once(outcomes: dict[str, list[dict[str, Any]]], expected: set[str]) -> None:
-    missing = expected - outcomes.keys()
-    doubled = {
-        rid: len(outcomes[rid]) for rid in expected & outcomes.keys() if len(outcomes[rid]) > 1
-    }
-    assert not missing, f"{len(missing)} of {len(expected)} queries have no committed outcome"
-    assert not doubled, f"queries with more than one committed outcome: {doubled}"
-
-
-def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as sink:
-        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=clean_env())
-
-
 def steady_load(harness: Harness, bots: list[str], count: int, gap_s: float) -> set[str]:
     sent = set()
     for i in range(count):
@@ -278,10 +216,6 @@ def test_a_worker_killed_mid_traffic_loses_and_doubles_nothing(
     assert kinds == {"reply"}
     assert not committed.open
     print(f"crash: {len(sent)} queries, {len(committed.aborted)} aborted outputs left by the kill")
-
-
-def has_partitions(log: Path) -> bool:
-    return b"assignment +" in log.read_bytes()
 
 
 # -- a stalled broker -------------------------------------------------------------------------

@@ -8,13 +8,14 @@ import pytest
 from click.testing import CliRunner, Result
 from confluent_kafka import TopicPartition
 
-from conftest import BotFactory, BuiltBots, ConsumerFactory
 from fleetserve.cli.main import cli
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
 from fleetserve.deploy.log import read_deployments
 from fleetserve.store.frame import chunk_key
 from fleetserve.store.kafka_store import KafkaModelStore, ModelTopics
 from fleetserve.topics.spec import TopicSet
+from support.bots import BotFactory, BuiltBots
+from support.kafka import ConsumerFactory
 
 pytestmark = pytest.mark.kafka
 

@@ -23,21 +23,12 @@ import orjson
 import pytest
 from confluent_kafka import Message, Producer
 
-from conftest import (
-    SMALL_BOTS_FROM,
-    TEST_SESSION_TIMEOUT_MS,
-    BotFactory,
-    BuiltBots,
-    ConsumerFactory,
-    ProducerFactory,
-    unique_name,
-)
 from fleetserve.bots.fleet import make_fleet
 from fleetserve.bots.writer import write_fleet
 from fleetserve.broker.embedded import free_loopback_port
 from fleetserve.client.query import make_query
-from fleetserve.config import KafkaSettings, Settings
 from fleetserve.config.serving import ServingSettings
+from fleetserve.config.settings import KafkaSettings, Settings
 from fleetserve.demo.run import http_ok, stop_workers
 from fleetserve.deploy import records
 from fleetserve.deploy.log import publish_record, read_deployments
@@ -49,7 +40,14 @@ from fleetserve.store.disk_cache import DiskCache
 from fleetserve.store.frame import RECORD_HEADROOM, ChunkRecord, split_snapshot
 from fleetserve.store.kafka_store import KafkaModelStore, ModelTopics
 from fleetserve.topics.spec import TopicSet
-from serving_harness import assert_exactly_once, clean_env, collect, state_dir, wait_until
+from support.bots import SMALL_BOTS_FROM, BotFactory, BuiltBots
+from support.kafka import (
+    TEST_SESSION_TIMEOUT_MS,
+    ConsumerFactory,
+    ProducerFactory,
+    unique_name,
+)
+from support.serving import assert_exactly_once, clean_env, collect, state_dir, wait_until
 
 pytestmark = pytest.mark.kafka
 

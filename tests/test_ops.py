@@ -13,7 +13,8 @@ from dataclasses import replace
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from fleetserve.ops import HealthInputs, HealthReport, OpsServer, evaluate_health
+from fleetserve.ops.health import HealthInputs, HealthReport, evaluate_health
+from fleetserve.ops.http import OpsServer
 
 HEALTHY = HealthInputs(
     assigned_partitions=3,

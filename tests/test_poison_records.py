@@ -17,13 +17,15 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from onnx import numpy_helper
 
-from conftest import BotFactory, BuiltBots, TopicFactory
 from fleetserve.client.query import make_query
-from fleetserve.contracts import MessageKind, decode, validate
+from fleetserve.contracts.codec import decode, validate
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core.route import Route
 from fleetserve.deadletters.build import MAX_HEADER_NAME_CHARS, MAX_VALUE_BYTES
-from fleetserve.routing import Route
-from kafka_log import read_committed_log
-from serving_harness import Harness, wait_until
+from support.bots import BotFactory, BuiltBots
+from support.kafka import TopicFactory
+from support.kafka_log import read_committed_log
+from support.serving import Harness, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -146,12 +148,12 @@ def test_a_dead_letter_that_fails_its_contract_falls_back_to_a_minimal_one(
     harness: Harness, producer_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug nobody has found in the dead-letter builder still cannot stop the partition."""
-    from fleetserve.serving import processor  # noqa: PLC0415 - the module whose bug we plant
+    from fleetserve.serving import outcomes  # noqa: PLC0415 - the module whose bug we plant
 
     def broken(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
         return {"version": 1, "reason": "not-a-reason"}
 
-    monkeypatch.setattr(processor, "build_dead_letter", broken)
+    monkeypatch.setattr(outcomes, "build_dead_letter", broken)
     bot = harness.built.bot_ids[1]
     harness.deployer.deploy(harness.built.route(bot))
     running = harness.start_worker()

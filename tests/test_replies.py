@@ -16,8 +16,10 @@ from confluent_kafka import Producer
 
 from fleetserve.cli.main import cli
 from fleetserve.cli.replies_cmd import reply_line
-from fleetserve.contracts import MessageKind, encode
-from fleetserve.replies import ReplyFilter
+from fleetserve.contracts.codec import encode
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.replies.filters import ReplyFilter
+from support.builders import reply_value
 
 SHA = "d" * 64
 # A group join on Tansu takes about half the session timeout, so keep it short; Apache
@@ -39,23 +41,14 @@ def reply(
     fallback: bool = False,
     stage: str = "real",
 ) -> dict[str, Any]:
-    intent = "fallback" if fallback else "book_flight"
-    return {
-        "version": 1,
-        "request_id": request_id or uuid.uuid4().hex,
-        "bot_id": bot_id,
-        "stage": stage,
-        "model": {"version": "v7", "sha256": SHA, "quantization": "int8"},
-        "intent": intent,
-        "confidence": confidence,
-        "top_k": [{"intent": intent, "score": confidence}],
-        "fallback": fallback,
-        "text": "a flight to Jeju",
-        "timings": {"queued_ms": 1.0, "inference_ms": 0.1, "total_ms": 1.2},
-        "worker": {"id": "w1", "group": "real"},
-        "source": {"topic": "fleetserve.queries", "partition": 0, "offset": 1, "attempt": 1},
-        "produced_at_ms": 1_800_000_000_000,
-    }
+    return reply_value(
+        bot_id,
+        request_id=request_id or uuid.uuid4().hex,
+        confidence=confidence,
+        fallback=fallback,
+        stage=stage,
+        version="v7",
+    )
 
 
 # -- ReplyFilter: pure ------------------------------------------------------------------------

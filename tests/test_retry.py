@@ -8,24 +8,33 @@ import pytest
 from confluent_kafka import Producer
 
 from fleetserve.broker.embedded import free_loopback_port
-from fleetserve.contracts import MessageKind, validate
-from fleetserve.deadletters.build import Failure, Origin, WorkerIdentity, build_dead_letter
+from fleetserve.contracts.codec import validate
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core.backoff import BackoffPolicy, compute_backoff
+from fleetserve.core.outcome import Failure, Origin, WorkerIdentity
+from fleetserve.core.records import InboundRecord
+from fleetserve.deadletters.build import build_dead_letter
 from fleetserve.deadletters.headers import (
     DLT_ATTEMPTS,
     DLT_ORIGINAL_OFFSET,
     DLT_REASON,
     REPLAY_ATTEMPT,
     dead_letter_headers,
-    header_int,
 )
-from fleetserve.errors import Disposition, classify
-from fleetserve.kafka.records import InboundRecord
-from fleetserve.retry import BackoffPolicy, RetryState, compute_backoff, retry_headers, retry_state
+from fleetserve.errors import Disposition, ProducerQueueFull, classify
+from fleetserve.kafka.headers import header_int
 from fleetserve.retry.decide import after_transient_failure
 from fleetserve.retry.due import split_due
-from fleetserve.retry.state import NOT_BEFORE, original_headers, retried_origin
-from fleetserve.serving.commit import ProducerQueueFull, produce_all
-from fleetserve.serving.processor import Output, PassResult
+from fleetserve.retry.state import (
+    NOT_BEFORE,
+    RetryState,
+    original_headers,
+    retried_origin,
+    retry_headers,
+    retry_state,
+)
+from fleetserve.serving.commit import produce_all
+from fleetserve.serving.outputs import Output, PassResult
 
 NOW = 1_790_000_000_000
 POLICY = BackoffPolicy(base_ms=100, max_ms=1_000, max_attempts=4, jitter=0.5)

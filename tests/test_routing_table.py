@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from fleetserve.core.route import Route
 from fleetserve.deploy import records
 from fleetserve.errors import ContractError, Disposition, QueryFailed
-from fleetserve.routing import Route, RouteChange, RoutingTable, routes_from_record
+from fleetserve.routing.table import RouteChange, RoutingTable, routes_from_record
 
 NOW = 1_800_000_000_000
 SHA_A = "a" * 64

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.route import Route
 from fleetserve.errors import ContractError, KafkaUnavailable, QueryFailed
 from fleetserve.kafka import scan
 from fleetserve.kafka import tailer as tailer_module
 from fleetserve.kafka.scan import CatchUp
-from fleetserve.routing import DeploymentTailer, Route, RouteChange, RoutingTable
+from fleetserve.routing.table import RouteChange, RoutingTable
+from fleetserve.routing.tailer import DeploymentTailer
 
 pytestmark = pytest.mark.kafka
 

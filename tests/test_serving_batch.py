@@ -5,7 +5,6 @@ Models are real ONNX snapshots from the bot factory, run by onnxruntime.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,25 +16,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import BotFactory, BuiltBots
-from fleetserve.contracts import MessageKind, decode, validate
-from fleetserve.deadletters.build import Failure, Verdict, WorkerIdentity
-from fleetserve.deadletters.headers import header_int
+from fleetserve.contracts.codec import decode, validate
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core.outcome import Failure, Verdict, WorkerIdentity
+from fleetserve.core.records import InboundRecord
+from fleetserve.core.route import Route
 from fleetserve.errors import QueryFailed
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.kafka.headers import header_int
 from fleetserve.models.metadata import ModelMetadata
 from fleetserve.models.runtime import new_session, read_model_metadata
 from fleetserve.retry.state import NOT_BEFORE
-from fleetserve.routing import Route
 from fleetserve.serving.answer import FALLBACK_INTENT, AnswerContext, Models, answer_batch
 from fleetserve.serving.decode import DecodedQuery, decode_query
 from fleetserve.serving.plan import plan_batch, select
 from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.serving.targets import ReplyTargets
+from support.bots import BotFactory, BuiltBots
+from support.builders import NOW, inbound, query_value
 
-NOW = 1_790_000_000_000
 WORKER = WorkerIdentity("w-test", "g-test")
-_offsets = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -58,26 +57,8 @@ def load(built: BuiltBots, route: Route) -> Model:
     return Model(route, session, read_model_metadata(session), manifest["model"]["quantization"])
 
 
-def query(bot: str, text: str = "hello there", **fields: Any) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "request_id": f"r-{next(_offsets)}",
-        "bot_id": bot,
-        "text": text,
-        "sent_at_ms": NOW - 5,
-        **fields,
-    }
-
-
-def record(value: Any, key: bytes | None = None, partition: int = 0) -> InboundRecord:
-    raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
-    if key is None and isinstance(value, dict):
-        key = str(value.get("bot_id", "")).encode()
-    return InboundRecord("q", partition, next(_offsets), key, raw, (("h", b"\x00\xff"),), NOW)
-
-
 def decoded(value: dict[str, Any], stage: str = "real") -> DecodedQuery:
-    result = decode_query(record(value), max_bytes=65536, default_stage=stage)
+    result = decode_query(inbound(value), max_bytes=65536, default_stage=stage)
     assert isinstance(result, DecodedQuery), result
     return result
 
@@ -97,15 +78,15 @@ def context(clock: Any = None) -> AnswerContext:
         (b"[1, 2]", b"b", "decode"),
         (None, b"b", "decode"),
         ({"version": 1, "bot_id": "b"}, None, "schema"),
-        ({**query("b"), "version": 2}, None, "schema"),
-        ({**query("b"), "text": 12}, None, "schema"),
-        ({**query("b"), "bot_id": "../etc"}, None, "schema"),
-        (query("b", "x" * 70_000), None, "too_large"),
-        (query("b"), b"another-bot", "schema"),
+        ({**query_value("b"), "version": 2}, None, "schema"),
+        ({**query_value("b"), "text": 12}, None, "schema"),
+        ({**query_value("b"), "bot_id": "../etc"}, None, "schema"),
+        (query_value("b", "x" * 70_000), None, "too_large"),
+        (query_value("b"), b"another-bot", "schema"),
     ],
 )
 def test_bad_records_fail_with_a_reason(value: Any, key: bytes | None, reason: str) -> None:
-    result = decode_query(record(value, key), max_bytes=65536, default_stage="real")
+    result = decode_query(inbound(value, key), max_bytes=65536, default_stage="real")
     assert isinstance(result, Failure)
     assert result.reason == reason, result.message
     assert result.phase == "decode"
@@ -113,14 +94,16 @@ def test_bad_records_fail_with_a_reason(value: Any, key: bytes | None, reason: s
 
 
 def test_a_query_decodes_with_the_workers_stage_and_an_absolute_deadline() -> None:
-    plain = decoded(query("b", ttl_ms=100), stage="beta")
+    plain = decoded(query_value("b", ttl_ms=100), stage="beta")
     assert plain.stage == "beta"
     assert plain.deadline_ms == NOW - 5 + 100
-    assert decoded(query("b", stage="dev")).stage == "dev"
+    assert decoded(query_value("b", stage="dev")).stage == "dev"
 
 
 def test_an_invalid_query_keeps_what_can_be_read_for_its_dead_letter() -> None:
-    result = decode_query(record({**query("b"), "text": ""}), max_bytes=65536, default_stage="real")
+    result = decode_query(
+        inbound({**query_value("b"), "text": ""}), max_bytes=65536, default_stage="real"
+    )
     assert isinstance(result, Failure)
     assert result.bot_id == "b"
     assert result.request_id is not None
@@ -130,9 +113,9 @@ def test_an_invalid_query_keeps_what_can_be_read_for_its_dead_letter() -> None:
 
 
 def test_a_hot_bot_takes_at_most_its_share_and_its_partition_is_put_back() -> None:
-    hot = [record(query("hot"), partition=0) for _ in range(10)]
-    cold_same_partition = record(query("cold"), partition=0)
-    other = [record(query(f"o{i}"), partition=1) for i in range(5)]
+    hot = [inbound(query_value("hot"), partition=0) for _ in range(10)]
+    cold_same_partition = inbound(query_value("cold"), partition=0)
+    other = [inbound(query_value(f"o{i}"), partition=1) for i in range(5)]
     take = select(
         [*hot, cold_same_partition, *other], retry_topic=None, now_ms=NOW, max_rows_per_bot=4
     )
@@ -141,13 +124,13 @@ def test_a_hot_bot_takes_at_most_its_share_and_its_partition_is_put_back() -> No
 
 
 def test_without_a_hot_bot_everything_is_taken() -> None:
-    records = [record(query(f"b{i % 3}"), partition=i % 2) for i in range(9)]
+    records = [inbound(query_value(f"b{i % 3}"), partition=i % 2) for i in range(9)]
     take = select(records, retry_topic=None, now_ms=NOW, max_rows_per_bot=3)
     assert take.records == records
     assert take.resume == {}
 
 
-def retry_record(bot: str, offset: int, due_ms: int, partition: int = 0) -> InboundRecord:
+def retry_inbound(bot: str, offset: int, due_ms: int, partition: int = 0) -> InboundRecord:
     headers = ((NOT_BEFORE, str(due_ms).encode()),)
     return InboundRecord("retry", partition, offset, bot.encode(), b"{}", headers, NOW)
 
@@ -155,8 +138,8 @@ def retry_record(bot: str, offset: int, due_ms: int, partition: int = 0) -> Inbo
 def test_a_retry_partition_held_by_a_share_and_a_due_time_resumes_at_its_first_leftover() -> None:
     """The retry tier's lost queries: a hot bot's share cut a retry partition at 14 and a
     record not yet due held it at 16; seeking to 16 skipped 14 and 15 for good."""
-    due = [retry_record("hot", offset, NOW - 1) for offset in range(10, 16)]
-    later = retry_record("hot", 16, NOW + 1000)
+    due = [retry_inbound("hot", offset, NOW - 1) for offset in range(10, 16)]
+    later = retry_inbound("hot", 16, NOW + 1000)
     take = select([*due, later], retry_topic="retry", now_ms=NOW, max_rows_per_bot=4)
     assert [r.offset for r in take.records] == [10, 11, 12, 13]
     assert take.resume == {("retry", 0): 14}
@@ -217,11 +200,11 @@ def test_plan_groups_by_route_and_fails_expired_and_unroutable_queries(built: Bu
         raise QueryFailed("unknown_bot", f"no bot {bot}", phase="route")
 
     queries = [
-        decoded(query(a)),
-        decoded(query(b)),
-        decoded(query(a)),
-        decoded(query("ghost")),
-        decoded(query(a, deadline_ms=NOW - 1)),
+        decoded(query_value(a)),
+        decoded(query_value(b)),
+        decoded(query_value(a)),
+        decoded(query_value("ghost")),
+        decoded(query_value(a, deadline_ms=NOW - 1)),
     ]
     plan = plan_batch(queries, resolve, NOW)
     assert {r.bot_id: len(q) for r, q in plan.groups.items()} == {a: 2, b: 1}
@@ -236,7 +219,7 @@ def test_real_models_answer_with_ranked_intents_and_model_context(built: BuiltBo
     bot = built.bot_ids[0]
     route = built.route(bot)
     texts = [u.text for u in built.bots[bot].utterances[:6]]
-    queries = [decoded(query(bot, text, top_k=2)) for text in texts]
+    queries = [decoded(query_value(bot, text, top_k=2)) for text in texts]
     plan = plan_batch(queries, lambda _bot, _stage: route, NOW)
     outcome = answer_batch(plan, {route: load(built, route)}, context())
     assert len(outcome.replies) == len(texts)
@@ -257,7 +240,7 @@ def test_real_models_answer_with_ranked_intents_and_model_context(built: BuiltBo
 def test_private_deployments_leave_the_text_out(built: BuiltBots) -> None:
     bot = built.bot_ids[0]
     route = Route(bot, "real", built.versions[bot], built.route(bot).sha256, False)
-    plan = plan_batch([decoded(query(bot))], lambda _bot, _stage: route, NOW)
+    plan = plan_batch([decoded(query_value(bot))], lambda _bot, _stage: route, NOW)
     (reply,) = answer_batch(plan, {route: load(built, route)}, context()).replies
     assert reply.value["text"] is None
 
@@ -265,7 +248,7 @@ def test_private_deployments_leave_the_text_out(built: BuiltBots) -> None:
 def test_a_model_failure_fails_only_that_bots_queries(built: BuiltBots) -> None:
     good, bad = built.bot_ids[:2]
     routes = {good: built.route(good), bad: built.route(bad)}
-    queries = [decoded(query(good)), decoded(query(bad)), decoded(query(bad))]
+    queries = [decoded(query_value(good)), decoded(query_value(bad)), decoded(query_value(bad))]
     plan = plan_batch(queries, lambda bot, _stage: routes[bot], NOW)
     models: Models = {
         routes[good]: load(built, routes[good]),
@@ -286,7 +269,7 @@ def test_an_inference_error_becomes_a_dead_letter_reason(built: BuiltBots) -> No
     route = built.route(bot)
     real = load(built, route)
     broken = Model(route, ExplodingSession(), real.metadata, real.quantization)
-    plan = plan_batch([decoded(query(bot))], lambda _bot, _stage: route, NOW)
+    plan = plan_batch([decoded(query_value(bot))], lambda _bot, _stage: route, NOW)
     outcome = answer_batch(plan, {route: broken}, context())
     ((_, failure),) = outcome.failed
     assert (failure.reason, failure.phase) == ("inference_error", "infer")
@@ -298,7 +281,7 @@ def test_a_deadline_that_passes_during_inference_is_not_answered(built: BuiltBot
     route = built.route(bot)
     ticks = iter([NOW, NOW + 50])
     plan = plan_batch(
-        [decoded(query(bot, deadline_ms=NOW + 10)), decoded(query(bot))],
+        [decoded(query_value(bot, deadline_ms=NOW + 10)), decoded(query_value(bot))],
         lambda _bot, _stage: route,
         NOW,
     )
@@ -337,10 +320,10 @@ def test_every_record_of_a_pass_ends_in_exactly_one_output(built: BuiltBots) -> 
         resolve,
         pinned,
     )
-    records = [record(query(bot)) for bot in bots * 5]
-    records += [record(b"junk", b"x"), record(query("ghost"))]
-    records.append(record(query(bots[0], reply_to={"topic": "queries"})))
-    records.append(record(query(bots[1], reply_to={"topic": "elsewhere", "partition": 0})))
+    records = [inbound(query_value(bot)) for bot in bots * 5]
+    records += [inbound(b"junk", b"x"), inbound(query_value("ghost"))]
+    records.append(inbound(query_value(bots[0], reply_to={"topic": "queries"})))
+    records.append(inbound(query_value(bots[1], reply_to={"topic": "elsewhere", "partition": 0})))
     started = time.perf_counter()
     result = processor.process(records)
     assert time.perf_counter() - started < 30  # generous: one pass, not a benchmark
@@ -367,7 +350,7 @@ def test_records_decided_before_the_pass_become_their_dead_letters_unprocessed(
     processor = BatchProcessor(
         ProcessorConfig("dlq", "real", 65536, 100), AnswerContext(WORKER, "replies"), never, never
     )
-    refused, poison = record(query(built.bot_ids[0])), record(query(built.bot_ids[1]))
+    refused, poison = inbound(query_value(built.bot_ids[0])), inbound(query_value(built.bot_ids[1]))
     verdicts = {
         refused.coordinates: Verdict("too_large", "decode", "refused by the broker", minimal=True),
         poison.coordinates: Verdict("poison", "decode", "a worker died 2 times"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleetserve.config import build_settings
 from fleetserve.config.serving import GIB, ServingSettings, parse_size, serving_settings
+from fleetserve.config.sources import build_settings
 from fleetserve.errors import ConfigError
 
 

@@ -13,18 +13,12 @@ from click.testing import CliRunner, Result
 
 from fleetserve.cli.main import cli
 from fleetserve.cli.shadow_cmd import report_row
-from fleetserve.config import KafkaSettings
-from fleetserve.contracts import MessageKind, encode
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.contracts.codec import encode
+from fleetserve.contracts.schemas import MessageKind
 from fleetserve.kafka.clients import producer
-from fleetserve.shadow import (
-    ReplyFacts,
-    ShadowStats,
-    aggregate,
-    join_replies,
-    reply_facts,
-)
-
-SHA = "e" * 64
+from fleetserve.shadow.join import ReplyFacts, ShadowStats, aggregate, join_replies, reply_facts
+from support.builders import SHA, reply_value
 
 
 def facts(
@@ -41,22 +35,18 @@ def facts(
 
 def reply(fact: ReplyFacts, *, group: str = "real") -> dict[str, Any]:
     """A full, schema-valid reply v1 carrying ``fact``."""
-    return {
-        "version": 1,
-        "request_id": fact.request_id,
-        "bot_id": fact.bot_id,
-        "stage": "real" if group == "real" else "beta",
-        "model": {"version": fact.model_version, "sha256": SHA, "quantization": "int8"},
-        "intent": fact.intent,
-        "confidence": fact.confidence,
-        "top_k": [{"intent": fact.intent, "score": fact.confidence}],
-        "fallback": fact.fallback,
-        "text": None,
-        "timings": {"queued_ms": 2.0, "inference_ms": 0.1, "total_ms": 2.5},
-        "worker": {"id": "w", "group": group},
-        "source": {"topic": "fleetserve.queries", "partition": 0, "offset": 0, "attempt": 1},
-        "produced_at_ms": 1_800_000_000_000,
-    }
+    return reply_value(
+        fact.bot_id,
+        request_id=fact.request_id,
+        intent=fact.intent,
+        confidence=fact.confidence,
+        fallback=fact.fallback,
+        stage="real" if group == "real" else "beta",
+        version=fact.model_version,
+        text=None,
+        group=group,
+        source=("fleetserve.queries", 0, 0),
+    )
 
 
 # -- pure: facts, join, aggregate --------------------------------------------------------------

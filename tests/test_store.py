@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fleetserve.errors import ArtifactError
-from fleetserve.store import LocalDirectoryStore
 from fleetserve.store.base import MANIFEST_FILE, MODEL_FILE, sha256_hex, version_for
+from fleetserve.store.local import LocalDirectoryStore
 
 # The store treats a model as opaque bytes; the real ONNX path is covered by the builder tests.
 MODEL = b"model-bytes-v1"

@@ -14,10 +14,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import BotFactory, BuiltBots
 from fleetserve.broker.embedded import free_loopback_port
-from fleetserve.cache import SnapshotLoader
-from fleetserve.config import KafkaSettings
+from fleetserve.cache.loader import SnapshotLoader
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.route import Route
 from fleetserve.deploy.placement import PublishingPlacement, TopicPlacement
 from fleetserve.errors import (
     ArtifactCorrupt,
@@ -27,12 +27,12 @@ from fleetserve.errors import (
     QueryFailed,
 )
 from fleetserve.kafka.clients import producer
-from fleetserve.routing import Route
 from fleetserve.store.base import SnapshotRequest
 from fleetserve.store.disk_cache import DiskCache
 from fleetserve.store.frame import RECORD_HEADROOM, split_snapshot
 from fleetserve.store.kafka_store import KafkaModelStore, ModelTopics
 from fleetserve.topics.spec import TopicSet
+from support.bots import BotFactory, BuiltBots
 
 pytestmark = pytest.mark.kafka
 

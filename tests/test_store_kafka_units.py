@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from fleetserve.config import build_settings
 from fleetserve.config.serving import serving_settings
 from fleetserve.config.settings import DEFAULT_STORE_DIR
+from fleetserve.config.sources import build_settings
 from fleetserve.deploy import records
 from fleetserve.errors import (
     ArtifactCorrupt,
@@ -318,7 +318,7 @@ def test_the_disk_cache_defaults_to_the_state_dir_and_takes_a_size() -> None:
     settings = build_settings(env={"FLEETSERVE_DISK_CACHE_SIZE": "2GiB"})
     assert settings.serving.disk_cache_bytes == 2 * 2**30
     assert settings.serving.disk_cache_path == ".fleetserve/models"
-    moved = serving_settings({"disk_cache_dir": "/var/cache/fs", "state_dir": "/x"})
+    moved = serving_settings({"disk_cache": "/var/cache/fs", "state_dir": "/x"})
     assert moved.disk_cache_path == "/var/cache/fs"
     with pytest.raises(ConfigError):
         serving_settings({"model_fetch_timeout_ms": 5})

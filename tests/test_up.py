@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
 from fleetserve.kafka.clients import admin_client
 from fleetserve.topics.admin import observe_topics
 from fleetserve.topics.loader import load_topics

@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fleetserve.cli.validate_cmd import validate
-from fleetserve.contracts import MessageKind
-from fleetserve.contracts.schemas import schema_dir
+from fleetserve.contracts.schemas import MessageKind, schema_dir
 
 EXAMPLES = schema_dir().joinpath("examples")
 

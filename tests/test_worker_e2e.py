@@ -17,16 +17,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import BotFactory, BuiltBots
-from fleetserve.routing import Route
+from fleetserve.core.route import Route
 from fleetserve.store.base import MODEL_FILE
-from serving_harness import (
-    Harness,
-    assert_exactly_once,
-    collect,
-    wait_until,
-    worker_command,
-)
+from support.bots import BotFactory, BuiltBots
+from support.serving import Harness, assert_exactly_once, collect, wait_until, worker_command
 
 pytestmark = pytest.mark.kafka
 

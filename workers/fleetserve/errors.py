@@ -18,8 +18,8 @@ Every failure is classified by what the caller must do about it::
     │       └── BrokerStartError         the binary exited or never answered metadata
     ├── RetriableError                   transient; back off and try again
     │   ├── KafkaUnavailable             no answer from the bootstrap servers in bounded time
-    │   ├── ReplyTimeout                 (client/client.py) no reply or dead letter in time
-    │   └── ProducerQueueFull            (serving/commit.py) the queue never drained: the
+    │   ├── ReplyTimeout                 the client got no reply or dead letter in time
+    │   └── ProducerQueueFull            a worker's producer queue never drained: the
     │                                    pass is aborted and read again
     └── DeadLetterError                  one item can never succeed; set it aside with its reason
         ├── ContractError                a message breaks its contract (bad JSON, schema)
@@ -134,6 +134,22 @@ class RetriableError(FleetserveError):
 
 class KafkaUnavailable(RetriableError):
     """The bootstrap servers gave no answer within the allowed time."""
+
+
+class ReplyTimeout(RetriableError):
+    """No reply and no dead letter arrived for a request within the time asked for.
+
+    Retriable: the query may still be queued behind others, or no worker is running.
+    """
+
+    def __init__(self, request_id: str, timeout_s: float) -> None:
+        super().__init__(f"no reply or dead letter for request {request_id} within {timeout_s:g}s")
+        self.request_id = request_id
+        self.timeout_s = timeout_s
+
+
+class ProducerQueueFull(RetriableError):
+    """The producer queue stayed full for the whole wait: the pass is aborted and re-read."""
 
 
 class DeadLetterError(FleetserveError):

@@ -9,9 +9,9 @@ from typing import Final
 
 import orjson
 
+from fleetserve.core.facts import BOT_ID_PATTERN
 from fleetserve.errors import BotInputError
 
-BOT_ID_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 LANGUAGE_PATTERN: Final = re.compile(r"[a-z]{2,3}")
 # Bumped whenever the canonical form changes, so old hashes never match new ones.
 _HASH_FORMAT: Final = 1

@@ -10,12 +10,11 @@ from pathlib import Path
 from fleetserve.breaker.guard import Judgement, judge
 from fleetserve.breaker.inflight import InflightFile, spans_of
 from fleetserve.breaker.ledger import CrashLedger
-from fleetserve.config import KafkaSettings
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.records import InboundRecord, Partition
 
 logger = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
 NO_JUDGEMENT = Judgement()
 
 

@@ -6,11 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fleetserve.breaker.evidence import Evidence
+from fleetserve.core.outcome import Verdict
+from fleetserve.core.records import Coordinates, InboundRecord, Partition
 from fleetserve.deadletters import reasons
-from fleetserve.deadletters.build import Verdict
-from fleetserve.kafka.records import Coordinates, InboundRecord
 
-Partition = tuple[str, int]
 EvidenceOf = Callable[[Partition], "Evidence | None"]
 
 

@@ -23,14 +23,14 @@ from fleetserve.breaker.evidence import (
     ledger_key,
 )
 from fleetserve.breaker.inflight import InflightPass
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.records import Partition
 from fleetserve.errors import ContractError, KafkaUnavailable
 from fleetserve.kafka.clients import producer as new_producer
 from fleetserve.kafka.tailer import TopicTailer
 
 logger = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
 PUBLISH_CONFIG: Mapping[str, object] = {
     "acks": "all",
     "enable.idempotence": True,

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
-from fleetserve import __version__
+from fleetserve.core.facts import VERSION
 
 # Bump when the model family or the build steps change meaning, so resumed builds redo bots.
 BUILD_RECIPE = 1
@@ -21,7 +21,7 @@ class BuildConfig:
 
     def fingerprint(self) -> str:
         """Changes whenever a rebuild could produce a different model."""
-        payload = {"config": asdict(self), "recipe": BUILD_RECIPE, "fleetserve": __version__}
+        payload = {"config": asdict(self), "recipe": BUILD_RECIPE, "fleetserve": VERSION}
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -12,7 +12,7 @@ from fleetserve.bots.discover import BotSource, load_source
 from fleetserve.builder.build import build_bot
 from fleetserve.builder.config import BuildConfig
 from fleetserve.builder.result import BotBuildResult
-from fleetserve.store import LocalDirectoryStore
+from fleetserve.store.local import LocalDirectoryStore
 
 
 @dataclass(frozen=True)

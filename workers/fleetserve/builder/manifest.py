@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fleetserve import __version__
 from fleetserve.bots.definition import BotDefinition
 from fleetserve.builder.config import BuildConfig
+from fleetserve.core.facts import VERSION
 from fleetserve.models.pipeline import BuiltModel
 from fleetserve.store.base import MODEL_FILE
 
@@ -51,7 +51,7 @@ def make_manifest(
             "out_of_scope_examples": len(bot.out_of_scope),
             "source": bot.source,
             "build_seconds": round(build_seconds, 4),
-            "fleetserve": __version__,
+            "fleetserve": VERSION,
         },
         "created_at": created_at.isoformat(timespec="milliseconds"),
     }

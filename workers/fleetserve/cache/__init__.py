@@ -8,10 +8,3 @@
   ``reaper.py`` frees evicted sessions off the load threads; ``lru.py`` and
   ``negative.py`` are the lock-free bookkeeping; ``onnx_guard.py`` refuses unsafe models.
 """
-
-from fleetserve.cache.loader import SnapshotLoader
-from fleetserve.cache.metrics import CacheMetrics
-from fleetserve.cache.model import CacheStats, LoadedModel
-from fleetserve.cache.model_cache import ModelCache
-
-__all__ = ["CacheMetrics", "CacheStats", "LoadedModel", "ModelCache", "SnapshotLoader"]

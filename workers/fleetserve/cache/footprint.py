@@ -14,7 +14,7 @@ glibc 2.36, fleet snapshots: 134 KB int8, 528 KB fp32):
   not the pages it happens to touch, so reusing freed memory does not hide it, and those
   are the bytes a free gives back. **This is what the cache counts.**
 
-Measured (``benchmarks/cache_bench.py``): 263 KiB per int8 entry counted against 266 KiB
+Measured (``bench/components/cache_bench.py``): 263 KiB per int8 entry counted against 266 KiB
 of VmRSS growth per session with 10,000 resident (the cache's total is 1.015 x the RSS
 growth); 636 KB per fp32 session against 653 KB of RSS. Under churn with a 256 MiB budget
 the heap in use stayed at 0.99 x the budget and RSS growth peaked at 1.085 x (the rest is

@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 from fleetserve.cache.footprint import FootprintMeter, process_meter
 from fleetserve.cache.model import LoadedModel
 from fleetserve.cache.onnx_guard import NotOnnx, RefusedModel, check_model_bytes
+from fleetserve.core.route import Route
 from fleetserve.deadletters import reasons
 from fleetserve.errors import (
     ArtifactError,
@@ -58,7 +59,6 @@ from fleetserve.models.runtime import (
     predict,
     read_model_metadata,
 )
-from fleetserve.routing import Route
 from fleetserve.store.base import ArtifactStore, SnapshotReader, SnapshotRequest
 
 T = TypeVar("T")

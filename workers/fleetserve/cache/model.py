@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleetserve.core.route import Route
 from fleetserve.models.runtime import InferenceSession, ModelMetadata
-from fleetserve.routing import Route
 
 CacheKey = tuple[str, str, str]
 """``Route.cache_key``: (bot id, model version, sha256). The stage is not part of it, so

@@ -5,7 +5,7 @@ Concurrency, and why it looks like this:
 * One structure lock guards the ledger, the in-flight table, the failure memo and the
   counters. It is held for bookkeeping only (a dict lookup, an insert, choosing victims),
   never while a model loads, and evicted sessions are freed after it is released.
-* Each cache key (bot, version, sha256) being loaded has one ``_Load``: the first thread
+* Each cache key (bot, version, sha256) being loaded has one ``Load``: the first thread
   to miss owns it and runs the loader, later ones wait on its event. That is a lock per
   key, so two threads missing the same key load it once, and different keys load in
   parallel (onnxruntime releases the GIL while it builds a session: two threads built
@@ -29,68 +29,22 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 
 from prometheus_client import CollectorRegistry
 
+from fleetserve.cache.inflight import Counts, Load, Pending, Step, as_failure, for_route
 from fleetserve.cache.lru import LruLedger
 from fleetserve.cache.metrics import CacheMetrics
 from fleetserve.cache.model import CacheKey, CacheStats, LoadedModel
 from fleetserve.cache.negative import FailureMemo, fresh_copy
 from fleetserve.cache.reaper import Reaper
+from fleetserve.core.route import Route
 from fleetserve.deadletters import reasons
 from fleetserve.errors import QueryFailed
-from fleetserve.routing import Route
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[Route], LoadedModel]
-
-
-@dataclass(eq=False)
-class _Load:
-    """One load in flight for one key; the event is that key's lock."""
-
-    waiters: int
-    retired: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
-    model: LoadedModel | None = None
-    failure: QueryFailed | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    load: _Load
-    owner: bool  # this caller must run the load
-
-
-_Step = LoadedModel | QueryFailed | _Pending
-
-
-@dataclass
-class _Counts:
-    hits: int = 0
-    misses: int = 0
-    evictions: int = 0
-    loads: int = 0
-    loads_failed: int = 0
-    retired: int = 0
-
-
-def _as_failure(route: Route, exc: BaseException) -> QueryFailed:
-    if isinstance(exc, QueryFailed):
-        return exc
-    return QueryFailed(
-        reasons.MODEL_LOAD_FAILED,
-        f"{route.bot_id} version {route.model_version}: loading raised {exc!r}",
-        phase=reasons.PHASE_LOAD,
-    )
-
-
-def _for_route(route: Route, model: LoadedModel) -> LoadedModel:
-    # Stages that deploy the same snapshot share its session; each caller still sees its
-    # own route (stage, include_query_text) on what it gets back.
-    return model if model.route == route else replace(model, route=route)
 
 
 class ModelCache:
@@ -116,8 +70,8 @@ class ModelCache:
         self._memo = FailureMemo(failure_ttl_s)
         self._clock = clock
         self._lock = threading.Lock()
-        self._inflight: dict[CacheKey, _Load] = {}
-        self._counts = _Counts()
+        self._inflight: dict[CacheKey, Load] = {}
+        self._counts = Counts()
         self._pool: ThreadPoolExecutor | None = None  # started by the first pool load
         self._warned_over_budget = False
         self._closed = False
@@ -128,7 +82,7 @@ class ModelCache:
     def acquire(self, route: Route) -> LoadedModel:
         """The ready model for ``route``, pinned until :meth:`release`; raises QueryFailed."""
         step = self._begin(route)
-        if isinstance(step, _Pending) and step.owner:
+        if isinstance(step, Pending) and step.owner:
             self._run(route, step.load)
         outcome = self._outcome(route, step)
         if isinstance(outcome, QueryFailed):
@@ -238,7 +192,7 @@ class ModelCache:
 
     # -- acquiring ----------------------------------------------------------------------
 
-    def _begin(self, route: Route) -> _Step:
+    def _begin(self, route: Route) -> Step:
         """Pin a resident model, or recall a failure, or join or start a load (one lock)."""
         key = route.cache_key
         now = self._clock()
@@ -249,7 +203,7 @@ class ModelCache:
             if model is not None:
                 self._counts.hits += 1
                 self._metrics.hits.inc()
-                return _for_route(route, model)
+                return for_route(route, model)
             self._counts.misses += 1
             self._metrics.misses.inc()
             failure = self._memo.recall(key, now)
@@ -258,15 +212,15 @@ class ModelCache:
             load = self._inflight.get(key)
             if load is not None:
                 load.waiters += 1
-                return _Pending(load, owner=False)
-            return _Pending(self._start(key, waiters=1), owner=True)
+                return Pending(load, owner=False)
+            return Pending(self._start(key, waiters=1), owner=True)
 
-    def _outcome(self, route: Route, step: _Step) -> LoadedModel | QueryFailed:
-        if not isinstance(step, _Pending):
+    def _outcome(self, route: Route, step: Step) -> LoadedModel | QueryFailed:
+        if not isinstance(step, Pending):
             return step
         step.load.done.wait()
         if step.load.model is not None:
-            return _for_route(route, step.load.model)
+            return for_route(route, step.load.model)
         assert step.load.failure is not None
         return fresh_copy(step.load.failure)
 
@@ -274,7 +228,7 @@ class ModelCache:
         self, routes: list[Route], acquired: list[LoadedModel]
     ) -> dict[Route, LoadedModel | QueryFailed]:
         steps = [(route, self._begin(route)) for route in routes]
-        owned = [(r, s.load) for r, s in steps if isinstance(s, _Pending) and s.owner]
+        owned = [(r, s.load) for r, s in steps if isinstance(s, Pending) and s.owner]
         if len(owned) > 1:
             with self._lock:
                 pool = self._pool_locked()
@@ -292,8 +246,8 @@ class ModelCache:
 
     # -- loading ------------------------------------------------------------------------
 
-    def _start(self, key: CacheKey, waiters: int) -> _Load:
-        load = _Load(waiters)
+    def _start(self, key: CacheKey, waiters: int) -> Load:
+        load = Load(waiters)
         self._inflight[key] = load
         return load
 
@@ -310,7 +264,7 @@ class ModelCache:
             )
         return self._pool
 
-    def _submit(self, pool: ThreadPoolExecutor, route: Route, load: _Load) -> None:
+    def _submit(self, pool: ThreadPoolExecutor, route: Route, load: Load) -> None:
         try:
             pool.submit(self._run, route, load)
         except RuntimeError:
@@ -319,18 +273,18 @@ class ModelCache:
             # close() shut the pool down after this load was registered, and has already
             # answered its waiters.
 
-    def _run(self, route: Route, load: _Load) -> None:
+    def _run(self, route: Route, load: Load) -> None:
         """Run the loader for ``load``'s key and publish the outcome to its waiters."""
         try:
             model = self._loader(route)
         except BaseException as exc:
-            self._fail(route, load, _as_failure(route, exc))
+            self._fail(route, load, as_failure(route, exc))
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt and the like still stop the thread
             return
         self._admit(route, load, model)
 
-    def _admit(self, route: Route, load: _Load, model: LoadedModel) -> None:
+    def _admit(self, route: Route, load: Load, model: LoadedModel) -> None:
         gone: list[LoadedModel] = []
         with self._lock:
             current = self._inflight.get(route.cache_key) is load
@@ -355,7 +309,7 @@ class ModelCache:
         )
         self._drop(gone)
 
-    def _fail(self, route: Route, load: _Load, failure: QueryFailed) -> None:
+    def _fail(self, route: Route, load: Load, failure: QueryFailed) -> None:
         with self._lock:
             if self._inflight.get(route.cache_key) is load:
                 del self._inflight[route.cache_key]

@@ -15,8 +15,9 @@ import orjson
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.exit_codes import FAILURE, KAFKA_UNAVAILABLE
-from fleetserve.client import FleetClient, Outcome, ReplyTimeout
-from fleetserve.config import Settings, Stage
+from fleetserve.client.client import FleetClient, Outcome
+from fleetserve.config.settings import Settings, Stage
+from fleetserve.errors import ReplyTimeout
 from fleetserve.kafka.probe import describe_cluster
 from fleetserve.topics.loader import load_topics
 

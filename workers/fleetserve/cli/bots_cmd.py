@@ -9,8 +9,11 @@ from pathlib import Path
 
 import click
 
-from fleetserve.bots import BotDefinition, BotResult, discover_bots, make_fleet, write_fleet
+from fleetserve.bots.definition import BotDefinition
+from fleetserve.bots.discover import BotResult, discover_bots
+from fleetserve.bots.fleet import make_fleet
 from fleetserve.bots.summary import KindSummary, summarize, total
+from fleetserve.bots.writer import write_fleet
 from fleetserve.cli.exit_codes import FAILURE
 from fleetserve.cli.tables import format_table
 

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from fleetserve.broker import EmbeddedBroker
+from fleetserve.broker.embedded import EmbeddedBroker
 from fleetserve.cli.lifecycle import ShutdownRequested, shutdown_on_signals
 from fleetserve.errors import BrokerStartError
 

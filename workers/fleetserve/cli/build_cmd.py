@@ -15,7 +15,7 @@ from fleetserve.builder.fleet import build_all
 from fleetserve.builder.report import results_table, summarize, write_report
 from fleetserve.builder.result import BotBuildResult
 from fleetserve.cli.context import pass_settings
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
 
 
 @click.command()

@@ -6,7 +6,7 @@ import click
 import orjson
 
 from fleetserve.cli.context import pass_settings
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
 
 
 @click.group()

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import click
 
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
 
 pass_settings = click.make_pass_decorator(Settings)

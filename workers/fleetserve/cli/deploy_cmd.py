@@ -12,11 +12,12 @@ import orjson
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.tables import format_table
-from fleetserve.config import Settings, Stage
+from fleetserve.config.settings import Settings, Stage
+from fleetserve.core.facts import STAGES
 from fleetserve.deploy.control import ControlPlane
 from fleetserve.deploy.placement import Placement, PublishingPlacement, TopicPlacement
 from fleetserve.kafka.probe import describe_cluster
-from fleetserve.store import LocalDirectoryStore
+from fleetserve.store.local import LocalDirectoryStore
 from fleetserve.store.select import model_store
 from fleetserve.topics.loader import load_topics
 
@@ -132,7 +133,7 @@ def deployments(settings: Settings, bot_id: str | None, as_json: bool) -> None:
             click.echo(orjson.dumps(record).decode())
         return
     rows = [_row(record) for record in sorted(records, key=lambda r: r["bot_id"])]
-    click.echo(format_table(["bot", "dev", "beta", "real", "action", "actor"], rows))
+    click.echo(format_table(["bot", *STAGES, "action", "actor"], rows))
 
 
 def _row(record: dict[str, Any]) -> dict[str, object]:
@@ -142,6 +143,6 @@ def _row(record: dict[str, Any]) -> dict[str, object]:
         "action": record["action"],
         "actor": record["actor"],
     }
-    for stage in ("dev", "beta", "real"):
+    for stage in STAGES:
         row[stage] = stages[stage]["model_version"] if stage in stages else None
     return row

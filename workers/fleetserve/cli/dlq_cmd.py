@@ -10,14 +10,12 @@ import click
 import orjson
 
 from fleetserve.cli.context import pass_settings
+from fleetserve.cli.dlq_filters import build_filter, duration_callback, filter_options, selected
 from fleetserve.cli.lifecycle import ShutdownRequested, shutdown_on_signals
-from fleetserve.client.query import now_epoch_ms
-from fleetserve.config import Settings, Stage
-from fleetserve.deadletters import reasons
-from fleetserve.dlq.filters import DeadLetterFilter, parse_duration_ms, parse_instant_ms
-from fleetserve.dlq.read import METADATA_TIMEOUT_S, read_dead_letters, read_one
-from fleetserve.dlq.records import DeadLetterRecord, decode_dead_letter, parse_id
-from fleetserve.dlq.render import (
+from fleetserve.config.settings import Settings, Stage
+from fleetserve.deadletters.operators.read import read_dead_letters
+from fleetserve.deadletters.operators.records import decode_dead_letter, parse_id
+from fleetserve.deadletters.operators.render import (
     list_json,
     list_line,
     replay_line,
@@ -26,134 +24,25 @@ from fleetserve.dlq.render import (
     stats_text,
     summary_line,
 )
-from fleetserve.dlq.replay import ReplaySummary, RunLimits, replay_dead_letters
-from fleetserve.dlq.replay_plan import (
+from fleetserve.deadletters.operators.replay import ReplaySummary, RunLimits, replay_dead_letters
+from fleetserve.deadletters.operators.replay_plan import (
     DEFAULT_MAX_REPLAYS,
     DEFAULT_TTL_MS,
     ReplayEvent,
     ReplayOptions,
 )
-from fleetserve.dlq.sink import ReplayTopics
-from fleetserve.dlq.stats import DeadLetterStats
+from fleetserve.deadletters.operators.sink import ReplayTopics
+from fleetserve.deadletters.operators.stats import DeadLetterStats
 from fleetserve.kafka.clients import admin_client
 from fleetserve.kafka.probe import describe_cluster
+from fleetserve.kafka.scan import METADATA_TIMEOUT_S, read_one
 from fleetserve.topics.loader import load_topics
-from fleetserve.topics.spec import TopicSet
+from fleetserve.topics.spec import REQUIRED_ROLES, TopicSet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-REASONS: Final = reasons.ALL
 # Roles whose topics a replay must never write queries to.
-NOT_QUERY_ROLES: Final = ("replies", "dead_letters", "retry", "replays", "deployments")
-
-
-def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration_ms(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param=param) from None
-
-
-def _instant(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_instant_ms(value, now_epoch_ms())
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param=param) from None
-
-
-_FILTER_OPTIONS: Final = (
-    click.option(
-        "--reason",
-        "reasons",
-        multiple=True,
-        type=click.Choice(REASONS),
-        metavar="REASON",
-        help=f"Only dead letters with this reason code (repeatable): {', '.join(REASONS)}. "
-        "For replay, naming decode, schema or too_large also opts in to replaying that "
-        "malformed input.",
-    ),
-    click.option(
-        "--bot", "bots", multiple=True, metavar="BOT", help="Only this bot's (repeatable)."
-    ),
-    click.option(
-        "--version",
-        "versions",
-        multiple=True,
-        metavar="V",
-        help="Only those that involved model version V (repeatable); a dead letter from "
-        "before a model was chosen (decode, unknown_bot, ...) has no version.",
-    ),
-    click.option(
-        "--since",
-        callback=_instant,
-        metavar="T",
-        help="Only those dead-lettered at or after T: an ISO-8601 time "
-        "(2025-06-01T10:00:00Z; no zone means UTC) or a duration ago (90m, 2h, 7d). "
-        "Reading skips ahead to T by record timestamp where the broker supports it.",
-    ),
-    click.option(
-        "--until",
-        callback=_instant,
-        metavar="T",
-        help="Only those dead-lettered before T (same forms as --since).",
-    ),
-    click.option(
-        "--partition",
-        "partitions",
-        multiple=True,
-        type=click.IntRange(0),
-        metavar="P",
-        help="Only queries originally read from partition P of their source topic "
-        "(repeatable; not the dead-letter topic's partition).",
-    ),
-    click.option(
-        "--source-topic",
-        "source_topics",
-        multiple=True,
-        metavar="TOPIC",
-        help="Only queries originally read from TOPIC (repeatable).",
-    ),
-    click.option(
-        "--group",
-        "groups",
-        multiple=True,
-        metavar="G",
-        help="Only those dead-lettered by consumer group G (repeatable), e.g. the real "
-        "group, to leave a shadow group's dead letters out.",
-    ),
-)
-
-
-def filter_options(fn: F) -> F:
-    for option in reversed(_FILTER_OPTIONS):
-        fn = option(fn)
-    return fn
-
-
-def build_filter(options: dict[str, Any]) -> DeadLetterFilter:
-    try:
-        return DeadLetterFilter(
-            reasons=frozenset(options["reasons"]),
-            bots=frozenset(options["bots"]),
-            versions=frozenset(options["versions"]),
-            since_ms=options["since"],
-            until_ms=options["until"],
-            partitions=frozenset(options["partitions"]),
-            source_topics=frozenset(options["source_topics"]),
-            groups=frozenset(options["groups"]),
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
-
-
-def selected(item: DeadLetterRecord, dl_filter: DeadLetterFilter) -> bool:
-    if item.dead_letter is None:
-        return dl_filter.matches_unreadable(item.record.timestamp_ms)
-    return dl_filter.matches(item.dead_letter)
+NOT_QUERY_ROLES: Final = tuple(role for role in REQUIRED_ROLES if role != "queries")
 
 
 def declared_topics(settings: Settings) -> TopicSet:
@@ -275,7 +164,7 @@ def stats(settings: Settings, /, *, top: int, as_json: bool, **filters: Any) -> 
 )
 @click.option(
     "--ttl",
-    callback=_duration,
+    callback=duration_callback,
     metavar="DURATION",
     help=f"Fresh deadline for queries that had one: now + DURATION "
     f"(default {DEFAULT_TTL_MS // 1000}s).",

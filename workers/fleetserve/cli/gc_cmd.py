@@ -8,7 +8,7 @@ import click
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.tables import format_table
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
 from fleetserve.deploy.log import read_deployments
 from fleetserve.kafka.probe import describe_cluster
 from fleetserve.store.retention import Verdict, plan

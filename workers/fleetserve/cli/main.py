@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import click
 
-from fleetserve import __version__
 from fleetserve.cli.ask_cmd import ask
-from fleetserve.cli.bench_cmd import bench
 from fleetserve.cli.bots_cmd import bots
 from fleetserve.cli.broker_cmd import broker
 from fleetserve.cli.build_cmd import build
+from fleetserve.cli.clean_cmd import clean
 from fleetserve.cli.config_cmd import config
 from fleetserve.cli.demo_cmd import demo
 from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
@@ -22,13 +22,16 @@ from fleetserve.cli.dlq_cmd import dlq
 from fleetserve.cli.exit_codes import exit_code_for
 from fleetserve.cli.gc_cmd import gc
 from fleetserve.cli.publish_cmd import publish
+from fleetserve.cli.relabel_cmd import relabel
 from fleetserve.cli.replies_cmd import replies
 from fleetserve.cli.shadow_cmd import shadow_report_command
 from fleetserve.cli.topics_cmd import topics
 from fleetserve.cli.up_cmd import up
 from fleetserve.cli.validate_cmd import validate
 from fleetserve.cli.worker_cmd import worker
-from fleetserve.config import Stage, build_settings
+from fleetserve.config.settings import Stage
+from fleetserve.config.sources import build_settings
+from fleetserve.core.facts import VERSION
 from fleetserve.errors import FleetserveError
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -46,7 +49,7 @@ class FleetserveGroup(click.Group):
 
 
 @click.group(cls=FleetserveGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="fleetserve")
+@click.version_option(VERSION, prog_name="fleetserve")
 @click.option(
     "--config",
     "config_file",
@@ -122,7 +125,6 @@ def configure_logging(level: str) -> None:
 
 cli.add_command(up)
 cli.add_command(demo)
-cli.add_command(bench)
 cli.add_command(broker)
 cli.add_command(topics)
 cli.add_command(bots)
@@ -140,3 +142,28 @@ cli.add_command(replies)
 cli.add_command(shadow_report_command)
 cli.add_command(worker)
 cli.add_command(dlq)
+cli.add_command(relabel)
+cli.add_command(clean)
+
+
+def add_plugin_commands(group: click.Group) -> None:
+    """Commands other distributions add (``fleetserve.commands`` entry points): today the
+    benchmark harness's ``fleetserve bench``, when ``bench/`` is installed beside this."""
+    for entry in entry_points(group="fleetserve.commands"):
+        command = entry.load()
+        if isinstance(command, click.Command):
+            group.add_command(command, entry.name)
+
+
+@click.command(name="bench", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_missing(args: tuple[str, ...]) -> None:
+    """Benchmarks end to end (needs the harness: pip install -e ./bench)."""
+    raise click.ClickException(
+        "fleetserve bench needs the benchmark harness, which ships beside fleetserve and not "
+        f"inside it: pip install -e ./bench (from a checkout); not run: bench {' '.join(args)}"
+    )
+
+
+cli.add_command(bench_missing)
+add_plugin_commands(cli)

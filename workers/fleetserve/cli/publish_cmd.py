@@ -9,12 +9,12 @@ import click
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.deploy_cmd import STAGE_CHOICE, actor_option
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
 from fleetserve.deploy.control import ControlPlane
 from fleetserve.deploy.placement import PublishingPlacement, build_order
 from fleetserve.errors import ConfigError
 from fleetserve.kafka.probe import describe_cluster
-from fleetserve.store import LocalDirectoryStore
+from fleetserve.store.local import LocalDirectoryStore
 from fleetserve.store.select import model_store
 from fleetserve.topics.loader import load_topics
 

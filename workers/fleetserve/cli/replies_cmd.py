@@ -10,9 +10,10 @@ import orjson
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.lifecycle import ShutdownRequested, shutdown_on_signals
-from fleetserve.config import Settings, Stage
+from fleetserve.config.settings import Settings, Stage
 from fleetserve.kafka.probe import describe_cluster
-from fleetserve.replies import ReplyFilter, TailOptions, tail_replies
+from fleetserve.replies.filters import ReplyFilter
+from fleetserve.replies.tail import TailOptions, tail_replies
 from fleetserve.topics.loader import load_topics
 
 CONFIDENCE = click.FloatRange(0.0, 1.0)

@@ -9,7 +9,7 @@ import orjson
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.tables import format_table
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
 from fleetserve.kafka.probe import describe_cluster
 from fleetserve.shadow.join import ShadowReport, ShadowStats
 from fleetserve.shadow.report import shadow_report

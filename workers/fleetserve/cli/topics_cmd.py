@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient
 
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.tables import format_table
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
 from fleetserve.errors import TopicDriftError
 from fleetserve.kafka.clients import admin_client
 from fleetserve.kafka.probe import describe_cluster

@@ -6,12 +6,12 @@ import logging
 
 import click
 
-from fleetserve.broker import EmbeddedBroker
+from fleetserve.broker.embedded import EmbeddedBroker
 from fleetserve.cli.broker_cmd import port_option, run_until_shutdown
 from fleetserve.cli.context import pass_settings
 from fleetserve.cli.lifecycle import ShutdownRequested, shutdown_on_signals
 from fleetserve.cli.topics_cmd import echo_apply_report
-from fleetserve.config import KafkaSettings, Settings
+from fleetserve.config.settings import KafkaSettings, Settings
 from fleetserve.kafka.clients import admin_client
 from fleetserve.topics.apply import apply_topics
 from fleetserve.topics.loader import load_topics

@@ -22,13 +22,14 @@ from typing import Any, Final, Literal, cast
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from fleetserve.client.offsets import end_offsets
 from fleetserve.client.query import make_query
-from fleetserve.config import KafkaSettings
-from fleetserve.contracts import MessageKind, validate
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.contracts.codec import validate
 from fleetserve.contracts.messages import DeadLetterV1, ReplyV1
-from fleetserve.errors import ContractError, KafkaUnavailable, RetriableError
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.errors import ContractError, KafkaUnavailable, ReplyTimeout
 from fleetserve.kafka.clients import consumer, producer
+from fleetserve.kafka.offsets import end_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +53,6 @@ CONSUMER_CONFIG: Final[Mapping[str, Any]] = {
 }
 POLL_BATCH: Final = 500
 POLL_TIMEOUT_S: Final = 0.1
-
-
-class ReplyTimeout(RetriableError):
-    """No reply and no dead letter arrived for a request within the time asked for.
-
-    Retriable: the query may still be queued behind others, or no worker is running.
-    """
-
-    def __init__(self, request_id: str, timeout_s: float) -> None:
-        super().__init__(f"no reply or dead letter for request {request_id} within {timeout_s:g}s")
-        self.request_id = request_id
-        self.timeout_s = timeout_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from fleetserve.contracts import MessageKind, validate
-
-
-def now_epoch_ms() -> int:
-    return time.time_ns() // 1_000_000
+from fleetserve.contracts.codec import validate
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core import clock
 
 
 def new_request_id() -> str:
@@ -44,7 +41,7 @@ def make_query(  # noqa: PLR0913 - one keyword per optional field of the contrac
         "request_id": request_id if request_id is not None else new_request_id(),
         "bot_id": bot_id,
         "text": text,
-        "sent_at_ms": now_ms if now_ms is not None else now_epoch_ms(),
+        "sent_at_ms": now_ms if now_ms is not None else clock.now_ms(),
     }
     optional = {
         "stage": stage,

@@ -1,4 +1,10 @@
-"""Settings of a serving worker: model memory, batching, delivery and the ops port."""
+"""Settings of a serving worker, and the one table of what an operator may set and within what.
+
+``ServingSettings`` holds the defaults; ``KNOBS`` holds, for each setting an operator may
+change, its flag, environment variable, bounds and help. ``serving_settings`` checks values
+against ``KNOBS``, and the CLI builds ``fleetserve worker``'s options from it, so a bound or
+a default is written once.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from fleetserve.core.facts import LARGEST_MODEL_BYTES
 from fleetserve.errors import ConfigError
-from fleetserve.models.config import LARGEST_MODEL_BYTES
 
 Delivery = Literal["exactly-once", "at-least-once"]
 DELIVERIES: Final = ("exactly-once", "at-least-once")
@@ -40,10 +46,8 @@ class ServingSettings:
     load_threads: int = 2
     # Kafka's default is 45 s; a dead worker's partitions should move sooner than that.
     session_timeout_ms: int = 10_000
-    # How long the broker may hold an empty fetch. Apache Kafka answers as soon as data
-    # arrives, so this only costs idle fetches; Tansu holds the fetch for all of it (seen
-    # here), so it adds up to this much to a query's latency.
-    fetch_wait_max_ms: int = 5
+    # None: kafka/devbroker.py's EMPTY_FETCH_WAIT_MS (why it is low is written there).
+    fetch_wait_max_ms: int | None = None
     # The retry tier: tries in all (the first included), and the backoff between them.
     retry_max_attempts: int = 5
     retry_base_ms: int = 500
@@ -58,7 +62,7 @@ class ServingSettings:
     # With `--store kafka`: the disk cache of fetched snapshots (None: <state_dir>/models),
     # its budget, and how long a fetch from the models topic may take before the query
     # goes to the retry tier.
-    disk_cache_dir: str | None = None
+    disk_cache: str | None = None
     disk_cache_bytes: int = 4 * GIB
     model_fetch_timeout_ms: int = 5_000
     # Test-only fault injection: the worker SIGKILLs itself on a query containing this text.
@@ -70,7 +74,101 @@ class ServingSettings:
 
     @property
     def disk_cache_path(self) -> str:
-        return self.disk_cache_dir or f"{self.state_dir}/models"
+        return self.disk_cache or f"{self.state_dir}/models"
+
+
+Kind = Literal["int", "float", "size", "text", "choice", "texts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Knob:
+    """One setting an operator may change: ``--<flag>`` of ``fleetserve worker``.
+
+    ``name`` is the value's key (``ServingSettings`` field, or ``model_memory`` /
+    ``max_model_size`` for sizes written like ``2GiB``); ``low``/``high`` bound numbers.
+    """
+
+    name: str
+    kind: Kind
+    help: str
+    low: float | None = None
+    high: float | None = None
+    env: str | None = None
+    choices: tuple[str, ...] = ()
+    hidden: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def field(self) -> str:
+        return _SIZE_FIELDS.get(self.name, self.name)
+
+
+_SIZE_FIELDS: Final = {
+    "model_memory": "model_memory_bytes",
+    "max_model_size": "max_model_bytes",
+    "disk_cache_size": "disk_cache_bytes",
+}
+
+KNOBS: Final = (
+    Knob("model_memory", "size", "Budget of the model cache, e.g. 2GiB or 512MiB.",
+         env="FLEETSERVE_MODEL_MEMORY"),
+    Knob("max_models", "int", "Also cap the cached model count.", low=1,
+         env="FLEETSERVE_MAX_MODELS"),
+    Knob("max_model_size", "size", "Refuse snapshots larger than this, e.g. 16MiB (the "
+         "default is the factory's largest model).", env="FLEETSERVE_MAX_MODEL_SIZE"),
+    Knob("replies_topic", "text", "Publish replies here instead of the declared replies "
+         "topic (shadow groups).", env="FLEETSERVE_REPLIES_TOPIC"),
+    Knob("reply_to_allow", "texts", "Glob of topics a query's reply_to may name, besides the "
+         "replies topic and topics under it (repeatable).", env="FLEETSERVE_REPLY_TO_ALLOW"),
+    Knob("ops_port", "int", "Port of /metrics, /livez and /readyz; 0 picks a free one.",
+         low=0, high=65535, env="FLEETSERVE_OPS_PORT"),
+    Knob("ops_host", "text", "Address the ops endpoints bind to."),
+    Knob("delivery", "choice", "exactly-once (transactions) or at-least-once (dedupe by "
+         "request_id).", choices=DELIVERIES, env="FLEETSERVE_DELIVERY"),
+    Knob("max_batch", "int", "Records per pass.", low=1, high=100_000),
+    Knob("max_bot_share", "float", "Most of a pass one bot may take; the rest of its "
+         "partition waits a pass.", low=0.001, high=1.0),
+    Knob("session_timeout_ms", "int", "Group session timeout: how soon a dead worker's "
+         "partitions move.", low=1_000, high=300_000),
+    Knob("retry_max_attempts", "int", "Tries of a transiently failing query, the first "
+         "included, before it is dead-lettered as retries_exhausted.", low=1, high=100),
+    Knob("retry_base_ms", "int", "First retry delay; it doubles per attempt, with jitter.",
+         low=1, high=3_600_000),
+    Knob("retry_max_ms", "int", "Longest retry delay.", low=1, high=3_600_000),
+    Knob("fetch_wait_max_ms", "int", "Longest the broker may hold an empty fetch; bounds "
+         "added latency on brokers that do not answer early (default 5).", low=1, high=500),
+    Knob("poison_after", "int", "Dead-letter a record as poison, unprocessed, once a worker "
+         "died this many times while processing it.", low=1, high=100),
+    Knob("state_dir", "text", "Directory that outlives the process, for the pass in flight.",
+         env="FLEETSERVE_STATE_DIR"),
+    Knob("disk_cache", "text", "With --store kafka: folder of fetched snapshots, which workers "
+         "on one machine may share (default <state-dir>/models).", env="FLEETSERVE_DISK_CACHE"),
+    Knob("disk_cache_size", "size", "Budget of the disk cache, e.g. 4GiB.",
+         env="FLEETSERVE_DISK_CACHE_SIZE"),
+    Knob("model_fetch_timeout_ms", "int", "With --store kafka: longest wait for a snapshot "
+         "from the models topic before its queries go to the retry tier.", low=100,
+         high=600_000),
+    Knob("fault_kill_on_text", "text", "Test only: SIGKILL the worker on this query text.",
+         hidden=True),
+)  # fmt: skip
+KNOB_NAMES: Final = frozenset(knob.name for knob in KNOBS)
+
+
+def default_of(knob: Knob) -> Any:
+    """The knob's default, as an operator writes it (a size as ``2GiB``)."""
+    value = getattr(ServingSettings(), knob.field)
+    return format_size(value) if knob.kind == "size" else value
+
+
+def format_size(size: int) -> str:
+    """Bytes as the largest binary unit that divides them: ``2GiB``, ``16MiB``, ``1000``."""
+    for exponent, unit in ((4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if size % 1024**exponent == 0:
+            return f"{size // 1024**exponent}{unit}"
+    return str(size)
 
 
 def parse_size(text: str | int) -> int:
@@ -88,50 +186,53 @@ def parse_size(text: str | int) -> int:
 def serving_settings(
     values: Mapping[str, Any], base: ServingSettings | None = None
 ) -> ServingSettings:
-    """``base`` with every non-None value of ``values`` applied and checked."""
-    known = {f.name for f in dataclasses.fields(ServingSettings)} | {
-        "model_memory",
-        "max_model_size",
-        "disk_cache_size",
-    }
-    unknown = set(values) - known
+    """``base`` with every non-None value of ``values`` (knob names) applied and checked."""
+    unknown = set(values) - KNOB_NAMES - {f.name for f in dataclasses.fields(ServingSettings)}
     if unknown:
         raise ConfigError(f"unknown serving settings: {sorted(unknown)}")
-    changes = {key: value for key, value in values.items() if value is not None}
-    if "model_memory" in changes:
-        changes["model_memory_bytes"] = parse_size(changes.pop("model_memory"))
-    if "max_model_size" in changes:
-        changes["max_model_bytes"] = parse_size(changes.pop("max_model_size"))
-    if "disk_cache_size" in changes:
-        changes["disk_cache_bytes"] = parse_size(changes.pop("disk_cache_size"))
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        knob = _KNOBS_BY_NAME.get(name)
+        field = knob.field if knob is not None else name
+        changes[field] = parse_size(value) if knob is not None and knob.kind == "size" else value
     settings = dataclasses.replace(base or ServingSettings(), **changes)
     _check(settings)
     return settings
 
 
+_KNOBS_BY_NAME: Final = {knob.name: knob for knob in KNOBS}
+
+
 def _check(settings: ServingSettings) -> None:
+    problems = [
+        f"{knob.flag.lstrip('-').replace('-', ' ')} must be {_range(knob)}"
+        for knob in KNOBS
+        if not _within(knob, getattr(settings, knob.field))
+    ]
     rules = [
         (settings.model_memory_bytes > 0, "model memory must be positive"),
         (settings.max_model_bytes > 0, "max model size must be positive"),
-        (settings.max_models is None or settings.max_models >= 1, "max models must be >= 1"),
-        (1 <= settings.max_batch <= 100_000, "max batch must be 1..100000"),
-        (0 < settings.max_bot_share <= 1, "max bot share must be in (0, 1]"),
         (settings.delivery in DELIVERIES, f"delivery must be one of {', '.join(DELIVERIES)}"),
-        (1_000 <= settings.session_timeout_ms <= 300_000, "session timeout must be 1000..300000"),
-        (1 <= settings.retry_max_attempts <= 100, "retry max attempts must be 1..100"),
         (
-            1 <= settings.retry_base_ms <= settings.retry_max_ms <= 3_600_000,
-            "need 1 <= retry base ms <= retry max ms <= 3600000",
+            settings.retry_base_ms <= settings.retry_max_ms,
+            "need retry base ms <= retry max ms",
         ),
-        (0 <= settings.ops_port < 65536, "ops port must be 0..65535"),
-        (1 <= settings.fetch_wait_max_ms <= 500, "fetch wait max ms must be 1..500"),
-        (1 <= settings.poison_after <= 100, "poison after must be 1..100"),
         (settings.disk_cache_bytes > 0, "disk cache size must be positive"),
-        (
-            100 <= settings.model_fetch_timeout_ms <= 600_000,
-            "model fetch timeout ms must be 100..600000",
-        ),
     ]
-    problems = [message for ok, message in rules if not ok]
+    problems += [message for ok, message in rules if not ok]
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _within(knob: Knob, value: Any) -> bool:
+    if value is None or knob.kind not in ("int", "float"):
+        return True
+    return (knob.low is None or value >= knob.low) and (knob.high is None or value <= knob.high)
+
+
+def _range(knob: Knob) -> str:
+    if knob.high is None:
+        return f">= {knob.low:g}" if knob.low is not None else "valid"
+    return f"{knob.low:g}..{knob.high:g}"

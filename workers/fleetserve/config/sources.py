@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetserve.config.serving import ServingSettings, serving_settings
+from fleetserve.config.serving import KNOBS, Knob, ServingSettings, serving_settings
 from fleetserve.config.settings import (
     DEFAULT_STORE_DIR,
     KAFKA_STORE,
@@ -40,18 +40,9 @@ ENV_NAMES: Mapping[str, str] = {
     "topic_prefix": "FLEETSERVE_TOPIC_PREFIX",
     "log_level": "FLEETSERVE_LOG_LEVEL",
     "store": "FLEETSERVE_STORE",
-    "model_memory": "FLEETSERVE_MODEL_MEMORY",
-    "max_model_size": "FLEETSERVE_MAX_MODEL_SIZE",
-    "max_models": "FLEETSERVE_MAX_MODELS",
-    "replies_topic": "FLEETSERVE_REPLIES_TOPIC",
-    "ops_port": "FLEETSERVE_OPS_PORT",
-    "delivery": "FLEETSERVE_DELIVERY",
-    "state_dir": "FLEETSERVE_STATE_DIR",
-    "reply_to_allow": "FLEETSERVE_REPLY_TO_ALLOW",
-    "disk_cache_dir": "FLEETSERVE_DISK_CACHE",
-    "disk_cache_size": "FLEETSERVE_DISK_CACHE_SIZE",
+    # The worker's own, from its table of knobs (config/serving.py).
+    **{knob.name: knob.env for knob in KNOBS if knob.env},
 }
-_SERVING_INTS = ("max_models", "ops_port")
 CONFIG_ENV = "FLEETSERVE_CONFIG"
 
 _FILE_TOP_KEYS = frozenset({"bootstrap", "stage", "group", "worker_id", "log_level"})
@@ -206,28 +197,20 @@ def _store_dir(value: Any) -> Path:
 
 def _serving(values: Mapping[str, Any]) -> ServingSettings:
     """The serving values that came from env (the worker's own flags apply later)."""
-    raw = {
-        key: values.get(key)
-        for key in (
-            "model_memory",
-            "max_model_size",
-            "replies_topic",
-            "delivery",
-            "state_dir",
-            "disk_cache_dir",
-            "disk_cache_size",
-        )
-    }
-    allow = values.get("reply_to_allow")
-    if allow is not None:
-        raw["reply_to_allow"] = tuple(p.strip() for p in str(allow).split(",") if p.strip())
-    for key in _SERVING_INTS:
-        text = values.get(key)
-        try:
-            raw[key] = None if text is None else int(text)
-        except ValueError:
-            raise ConfigError(f"{key}: {text!r} is not a whole number") from None
+    raw = {knob.name: _from_text(knob, values[knob.name]) for knob in KNOBS if knob.name in values}
     return serving_settings(raw)
+
+
+def _from_text(knob: Knob, text: Any) -> Any:
+    """An environment value as the knob's type: a number, a comma-separated list, text."""
+    if knob.kind == "texts":
+        return tuple(part.strip() for part in str(text).split(",") if part.strip())
+    if knob.kind in ("int", "float"):
+        try:
+            return int(text) if knob.kind == "int" else float(text)
+        except ValueError:
+            raise ConfigError(f"{knob.name}: {text!r} is not a number") from None
+    return text
 
 
 def validate_bootstrap(bootstrap: str) -> str:

@@ -82,7 +82,8 @@ class ReplySource(TypedDict):
     topic: str
     partition: int
     offset: int
-    attempt: int
+    # Optional so replies written before it existed still validate; absent means 1.
+    attempt: NotRequired[int]
 
 
 class ReplyV1(TypedDict):

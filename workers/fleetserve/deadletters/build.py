@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
 from typing import Any, Final
 
-from fleetserve.bots.definition import BOT_ID_PATTERN
+from fleetserve.core.facts import BOT_ID_PATTERN, EPOCH_MS_MAX, EPOCH_MS_MIN, STAGES
+from fleetserve.core.outcome import Failure, Origin, WorkerIdentity
+from fleetserve.core.records import Headers, InboundRecord
+from fleetserve.core.route import Route
 from fleetserve.deadletters import reasons
-from fleetserve.deadletters.headers import REPLAY_ATTEMPT, header_int
-from fleetserve.kafka.records import Headers, InboundRecord
-from fleetserve.routing import Route
+from fleetserve.deadletters.headers import REPLAY_ATTEMPT
+from fleetserve.kafka.headers import header_int
 
 MESSAGE_LIMIT: Final = 4000
 OMITTED_LIMIT: Final = 1000
@@ -33,75 +34,11 @@ _NAME_LIMIT: Final = 255  # worker id and consumer group
 _COUNT_LIMIT: Final = 1_000_000  # the contract's bound on counts
 _INT32_MAX: Final = 2**31 - 1
 _INT64_MAX: Final = 2**63 - 1
-_STAGES: Final = frozenset({"dev", "beta", "real"})
-_EPOCH_MS_MIN: Final = 946_684_800_000
-_EPOCH_MS_MAX: Final = 4_102_444_800_000
+_STAGES: Final = frozenset(STAGES)
 _TOPIC: Final = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 _ERROR_TYPE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _VERSION: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerIdentity:
-    """Who is answering: stamped on every reply and dead letter."""
-
-    worker_id: str
-    group: str
-
-    def as_ref(self) -> dict[str, str]:
-        return {"id": self.worker_id, "group": self.group}
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """A query as it was first read, and which try of it this is.
-
-    A query read back from the retry tier is still reported by its first coordinates and
-    its own headers, so one query keeps one identity in replies and dead letters.
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    headers: Headers = ()
-    attempt: int = 1
-    first_failed_ms: int | None = None
-
-    @classmethod
-    def of(cls, record: InboundRecord) -> Origin:
-        return cls(
-            record.topic, record.partition, record.offset, record.timestamp_ms, record.headers
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why one record gets no reply. ``bot_id`` and the rest are whatever is known."""
-
-    reason: str
-    phase: str
-    message: str
-    error_type: str = "fleetserve.errors.QueryFailed"
-    bot_id: str | None = None
-    request_id: str | None = None
-    stage: str | None = None
-    route: Route | None = None
-    deadline_ms: int | None = None
-    retriable: bool = False
-    """Transient (the store briefly unreadable): worth the retry tier, not a dead letter yet."""
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A record decided before it is processed: it becomes this dead letter, unread."""
-
-    reason: str
-    phase: str
-    message: str
-    minimal: bool = False
-    """Leave the original out: it (or the outcome built from it) is what failed."""
 
 
 def build_dead_letter(
@@ -285,11 +222,11 @@ def _bounded(value: int, low: int, high: int) -> int:
 
 
 def _epoch_ms(value: int) -> int:
-    return _bounded(value, _EPOCH_MS_MIN, _EPOCH_MS_MAX)
+    return _bounded(value, EPOCH_MS_MIN, EPOCH_MS_MAX)
 
 
 def _epoch_ms_or_none(value: int | None) -> int | None:
-    if isinstance(value, int) and _EPOCH_MS_MIN <= value <= _EPOCH_MS_MAX:
+    if isinstance(value, int) and EPOCH_MS_MIN <= value <= EPOCH_MS_MAX:
         return value
     return None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from fleetserve.kafka.records import Headers
+from fleetserve.core.facts import REPLAY_HEADER_PREFIX
 
 DLT_PREFIX: Final = "fleetserve_dlt-"
 DLT_REASON: Final = DLT_PREFIX + "reason"
@@ -32,9 +32,9 @@ DLT_FIRST_FAILURE: Final = DLT_PREFIX + "first-failure-ms"
 DLT_LAST_FAILURE: Final = DLT_PREFIX + "last-failure-ms"
 DLT_REPLAY_ATTEMPT: Final = DLT_PREFIX + "replay-attempt"
 
-REPLAY_ATTEMPT: Final = "fleetserve_replay-attempt"
+REPLAY_ATTEMPT: Final = REPLAY_HEADER_PREFIX + "attempt"
 """On a replayed query: how many times it has been replayed (1 on the first replay)."""
-REPLAY_OF: Final = "fleetserve_replay-of"
+REPLAY_OF: Final = REPLAY_HEADER_PREFIX + "of"
 """On a replayed query: the dead letter it came from, as ``topic/partition/offset``."""
 
 HEADER_MESSAGE_LIMIT: Final = 1024
@@ -63,31 +63,3 @@ def dead_letter_headers(dead_letter: Mapping[str, Any]) -> list[tuple[str, bytes
         (DLT_REPLAY_ATTEMPT, dead_letter["replay_attempt"]),
     ]
     return [(name, str(value).encode()) for name, value in fields if value is not None]
-
-
-def header_int(headers: Headers, name: str, default: int = 0) -> int:
-    """The last ``name`` header as a non-negative decimal int, or ``default`` when unusable.
-
-    Headers come from producers we do not control: a missing, empty, non-numeric or
-    negative value never raises, it just counts as absent.
-    """
-    for key, value in reversed(headers):
-        if key == name:
-            try:
-                number = int((value or b"").decode("ascii"))
-            except (UnicodeDecodeError, ValueError):
-                return default
-            return number if number >= 0 else default
-    return default
-
-
-def header_text(headers: Headers, name: str) -> str | None:
-    for key, value in reversed(headers):
-        if key == name and value is not None:
-            return value.decode("utf-8", errors="replace")
-    return None
-
-
-def without(headers: Headers, prefixes: tuple[str, ...]) -> Headers:
-    """``headers`` minus every header whose name starts with one of ``prefixes``."""
-    return tuple((k, v) for k, v in headers if not k.startswith(prefixes))

@@ -26,22 +26,21 @@ from fleetserve.bots.definition import BotDefinition
 from fleetserve.bots.discover import find_bots
 from fleetserve.bots.fleet import make_fleet
 from fleetserve.bots.writer import write_fleet
-from fleetserve.broker import EmbeddedBroker
-from fleetserve.broker.embedded import file_tail, free_loopback_port
+from fleetserve.broker.embedded import EmbeddedBroker, file_tail, free_loopback_port
 from fleetserve.builder.config import BuildConfig
 from fleetserve.builder.fleet import build_all
-from fleetserve.client.client import FleetClient, Outcome, ReplyTimeout
-from fleetserve.config import KafkaSettings
-from fleetserve.config.settings import KAFKA_STORE
+from fleetserve.client.client import FleetClient, Outcome
+from fleetserve.config.settings import KAFKA_STORE, KafkaSettings
+from fleetserve.core.clock import now_ms
 from fleetserve.demo.questions import Question, load_test_split, pick_questions
 from fleetserve.deploy import records
 from fleetserve.deploy.control import ControlPlane
 from fleetserve.deploy.log import publish_records
 from fleetserve.deploy.placement import PublishingPlacement, build_order
-from fleetserve.errors import FatalError
+from fleetserve.errors import FatalError, ReplyTimeout
 from fleetserve.kafka.clients import admin_client
-from fleetserve.store import LocalDirectoryStore
 from fleetserve.store.kafka_store import KafkaModelStore, ModelTopics
+from fleetserve.store.local import LocalDirectoryStore
 from fleetserve.topics.apply import apply_topics
 from fleetserve.topics.loader import load_topics
 from fleetserve.topics.spec import TopicSet
@@ -111,7 +110,7 @@ def build_fleet(bots: list[BotDefinition], fleet_dir: Path, store_dir: Path, ech
 
 
 def deploy_all(kafka: KafkaSettings, topic: str, store: LocalDirectoryStore, echo: Echo) -> None:
-    now_ms = int(time.time() * 1000)
+    now = now_ms()
     deployments = []
     for bot_id in store.bots():
         version = store.versions(bot_id)[-1]
@@ -124,7 +123,7 @@ def deploy_all(kafka: KafkaSettings, topic: str, store: LocalDirectoryStore, ech
                 model_version=version,
                 sha256=manifest["model"]["sha256"],
                 actor="demo",
-                now_ms=now_ms,
+                now_ms=now,
             )
         )
     publish_records(kafka, topic, deployments)

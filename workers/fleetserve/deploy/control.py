@@ -7,12 +7,12 @@ not there yet; the record names the snapshot's location on the models topic.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.clock import now_ms
 from fleetserve.deploy import records
 from fleetserve.deploy.log import publish_record, publish_records, read_deployments
 from fleetserve.deploy.placement import Placed, Placement, PublishingPlacement
@@ -63,14 +63,14 @@ class ControlPlane:
     def promote(self, bot_id: str, source: str, target: str) -> dict[str, Any]:
         current = self.current(bot_id)
         record = records.promote(
-            current, bot_id=bot_id, source=source, target=target, actor=self.actor, now_ms=_now_ms()
+            current, bot_id=bot_id, source=source, target=target, actor=self.actor, now_ms=now_ms()
         )
         self._check_live(record, bot_id, target)
         return self._publish(record)
 
     def rollback(self, bot_id: str, stage: str) -> dict[str, Any]:
         record = records.rollback(
-            self.current(bot_id), bot_id=bot_id, stage=stage, actor=self.actor, now_ms=_now_ms()
+            self.current(bot_id), bot_id=bot_id, stage=stage, actor=self.actor, now_ms=now_ms()
         )
         self._check_live(record, bot_id, stage)
         return self._publish(record)
@@ -94,7 +94,7 @@ class ControlPlane:
             model_version=version,
             sha256=placed.sha256,
             actor=self.actor,
-            now_ms=_now_ms(),
+            now_ms=now_ms(),
             include_query_text=include_query_text,
         )
         return records.locate(record, stage, placed.location)
@@ -117,7 +117,3 @@ class ControlPlane:
     def _publish(self, record: dict[str, Any]) -> dict[str, Any]:
         publish_record(self.kafka, self.topic, record, self.timeout_s)
         return record
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import KafkaError, Message
 
-from fleetserve.config import KafkaSettings
-from fleetserve.contracts import MessageKind, decode, encode
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.contracts.codec import decode, encode
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core.records import InboundRecord
 from fleetserve.errors import ContractError, KafkaUnavailable
-from fleetserve.kafka.clients import consumer, producer
-from fleetserve.kafka.scan import CatchUp, assign_from_beginning
+from fleetserve.kafka import devbroker
+from fleetserve.kafka.clients import producer
+from fleetserve.kafka.scan import read_to_end
 
 logger = logging.getLogger(__name__)
 
@@ -60,45 +62,22 @@ def publish_records(
 
 
 def read_deployments(
-    kafka: KafkaSettings, topic: str, timeout_s: float = 15.0, idle_s: float = 0.5
+    kafka: KafkaSettings, topic: str, timeout_s: float = 15.0
 ) -> dict[str, dict[str, Any]]:
-    """The latest record per bot: the whole topic, read from the beginning.
-
-    Reading stops once caught up (see :class:`CatchUp`): past the high watermarks
-    *and* nothing new for ``idle_s``.
-    """
-    client = consumer(
-        kafka,
-        {
-            "group.id": f"fleetserve-deploy-reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        },
-    )
-    try:
-        ends = assign_from_beginning(client, topic, timeout_s)
-        return _drain(client, CatchUp(ends, idle_s), timeout_s)
-    finally:
-        client.close()
-
-
-def _drain(client: Consumer, catch_up: CatchUp, timeout_s: float) -> dict[str, dict[str, Any]]:
+    """The latest record per bot: the whole topic, read from the beginning to its end."""
     table: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        message = client.poll(0.1)
-        if message is None or message.error() is not None:
-            if catch_up.done(time.monotonic()):
-                return table
-            continue
-        catch_up.observe(message.partition() or 0, message.offset() or 0, time.monotonic())
-        _apply(table, message)
-    raise KafkaUnavailable(f"reading the deployments topic did not finish within {timeout_s:g}s")
+    records = read_to_end(
+        kafka, [topic], timeout_s=timeout_s, settle_s=devbroker.COMPACTED_ENDS_UNDER_REPORT
+    )
+    with closing(records):
+        for record in records:
+            _apply(table, record)
+    return table
 
 
-def _apply(table: dict[str, dict[str, Any]], message: Message) -> None:
-    key = (message.key() or b"").decode("utf-8", errors="replace")
-    value = message.value()
+def _apply(table: dict[str, dict[str, Any]], record: InboundRecord) -> None:
+    key = (record.key or b"").decode("utf-8", errors="replace")
+    value = record.value
     if value is None:
         table.pop(key, None)  # a tombstone retires the bot
         return
@@ -108,8 +87,8 @@ def _apply(table: dict[str, dict[str, Any]], message: Message) -> None:
         logger.warning(
             "skipping an invalid deployment record for %s at %s[%s]@%s: %s",
             key,
-            message.topic(),
-            message.partition(),
-            message.offset(),
+            record.topic,
+            record.partition,
+            record.offset,
             exc,
         )

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from fleetserve.core.records import Coordinates
 from fleetserve.errors import ArtifactError, DeploymentRefused
-from fleetserve.kafka.records import Coordinates
 from fleetserve.store.base import ArtifactStore, SnapshotRequest, sha256_hex, snapshot_key
 from fleetserve.store.kafka_publish import Outgoing, Published
 from fleetserve.store.kafka_store import KafkaModelStore

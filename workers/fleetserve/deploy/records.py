@@ -13,11 +13,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fleetserve.core.records import Coordinates
 from fleetserve.errors import DeploymentRefused
-from fleetserve.kafka.records import Coordinates
 
 HISTORY_LIMIT = 20
-STAGES = ("dev", "beta", "real")
 
 Record = dict[str, Any]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
 from fleetserve.errors import ContractError, Disposition, classify
 from fleetserve.kafka import scan
 from fleetserve.kafka.clients import consumer

@@ -6,23 +6,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from fleetserve.core.facts import MAX_MODEL_KB_LIMIT
 from fleetserve.errors import ConfigError
 from fleetserve.models.featurize import FeaturizerSpec
 from fleetserve.models.train import TrainParams
 
 # Defaults for the fleet: a ~130 KB int8 model (4096 x 32 table) that builds in well under
-# 100 ms for a median CLINC-derived bot (benchmarks/clinc_bench.py).
+# 100 ms for a median CLINC-derived bot (bench/components/clinc_bench.py).
 DEFAULT_FEATURIZER = FeaturizerSpec()
 DEFAULT_TRAINING = TrainParams()
 # A search constraint, not a model property: candidates whose int8 file would exceed it
 # are skipped.
 MAX_MODEL_KB = "max_model_kb"
 DEFAULT_MAX_MODEL_KB = 150.0
-# The largest int8 budget a build accepts. Its fp32 fallback (4 bytes a weight, when the
-# int8 gate refuses) is the largest file the factory can publish, so workers admit that
-# much by default and refuse anything larger (config/serving.py).
-MAX_MODEL_KB_LIMIT = 4096.0
-LARGEST_MODEL_BYTES = int(4 * MAX_MODEL_KB_LIMIT * 1024)
 
 _FEATURIZER_KEYS = {f.name for f in fields(FeaturizerSpec)} - {"version"}
 _TRAINING_KEYS = {f.name for f in fields(TrainParams)}

@@ -33,7 +33,7 @@ def session_options() -> ort.SessionOptions:
     30 us run, and a per-session pool would cost threads per model. The CPU arena and the
     memory-pattern planner both keep buffers sized for the largest batch seen alive for the
     session's lifetime; at 10,000 sessions that memory outweighs the few microseconds they
-    save (measured in benchmarks/clinc_bench.py: resident bytes per session).
+    save (measured in bench/components/clinc_bench.py: resident bytes per session).
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

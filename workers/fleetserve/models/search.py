@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 I64 = npt.NDArray[np.int64]
 
-# Ordered by how much they moved validation accuracy in benchmarks/clinc_bench.py runs.
+# Ordered by how much they moved validation accuracy in bench/components/clinc_bench.py runs.
 GRID: dict[str, list[Any]] = {
     "char_ngrams": [(1, 3), (2, 4), (3, 5), (2, 5)],
     "dim": [16, 24, 32, 48, 64, 96],

@@ -25,11 +25,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from fleetserve.client.offsets import topic_partitions
-from fleetserve.config import KafkaSettings
-from fleetserve.contracts import MessageKind, decode
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.contracts.codec import decode
+from fleetserve.contracts.schemas import MessageKind
 from fleetserve.errors import ContractError, KafkaUnavailable
 from fleetserve.kafka.clients import consumer
+from fleetserve.kafka.offsets import topic_partitions
 from fleetserve.replies.filters import ReplyFilter
 
 logger = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from fleetserve.core.backoff import BackoffPolicy, compute_backoff
+from fleetserve.core.outcome import Failure, Origin
 from fleetserve.deadletters import reasons
-from fleetserve.deadletters.build import Failure, Origin
-from fleetserve.retry.backoff import BackoffPolicy, compute_backoff
 from fleetserve.retry.state import RetryState
 
 

@@ -21,13 +21,13 @@ from collections.abc import Iterable
 
 from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 
-from fleetserve.deadletters.build import Origin
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.core.outcome import Origin
+from fleetserve.core.records import Partition
+from fleetserve.kafka.records import inbound_record
 from fleetserve.retry.state import retried_origin
 
 logger = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
 Step = tuple[str, int, int, int]
 READ_BACK: int = 10_000  # records of a retry partition read back on assignment
 READ_BACK_TIMEOUT_S = 10.0
@@ -74,7 +74,7 @@ class RetrySteps:
             for message in reader.consume(500, 0.2):
                 if message.error() is not None:
                     continue
-                record = InboundRecord.from_message(message)
+                record = inbound_record(message)
                 position = max(position, record.offset + 1)
                 origin = retried_origin(record) if record.offset < end else None
                 if origin is not None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fleetserve.deadletters.headers import header_int
-from fleetserve.kafka.records import InboundRecord
+from fleetserve.core.records import InboundRecord, Partition
+from fleetserve.kafka.headers import header_int
 from fleetserve.retry.state import NOT_BEFORE
-
-Partition = tuple[str, int]
 
 
 @dataclass

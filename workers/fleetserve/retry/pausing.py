@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 from confluent_kafka import Consumer, TopicPartition
 
-Partition = tuple[str, int]
+from fleetserve.core.records import Partition
 
 
 class RetryPauses:

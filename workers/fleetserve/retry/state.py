@@ -12,11 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from fleetserve.deadletters.build import Origin
-from fleetserve.deadletters.headers import header_int, header_text, without
-from fleetserve.kafka.records import Headers, InboundRecord
+from fleetserve.core.facts import EPOCH_MS_MAX, EPOCH_MS_MIN, RETRY_HEADER_PREFIX
+from fleetserve.core.outcome import Origin
+from fleetserve.core.records import Headers, InboundRecord
+from fleetserve.kafka.headers import header_int, header_text, without
 
-PREFIX: Final = "fleetserve_retry-"
+PREFIX: Final = RETRY_HEADER_PREFIX
 ATTEMPT: Final = PREFIX + "attempt"
 NOT_BEFORE: Final = PREFIX + "not-before-ms"
 FIRST_FAILURE: Final = PREFIX + "first-failure-ms"
@@ -30,7 +31,6 @@ MESSAGE_LIMIT: Final = 1024
 _ATTEMPTS_LIMIT: Final = 1000
 _INT32_MAX: Final = 2**31 - 1
 _INT64_MAX: Final = 2**63 - 1
-_EPOCH_MS: Final = range(946_684_800_000, 4_102_444_800_001)
 _TOPIC: Final = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
@@ -99,7 +99,7 @@ def _plausible(state: RetryState) -> bool:
         and 0 <= state.partition <= _INT32_MAX
         and 0 <= state.offset <= _INT64_MAX
         and (state.timestamp_ms is None or 0 <= state.timestamp_ms <= _INT64_MAX)
-        and state.first_failed_ms in _EPOCH_MS
+        and EPOCH_MS_MIN <= state.first_failed_ms <= EPOCH_MS_MAX
     )
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from fleetserve.deploy.records import STAGES
+from fleetserve.core.facts import STAGES
+from fleetserve.core.records import Coordinates
+from fleetserve.core.route import Route
 from fleetserve.errors import ContractError, QueryFailed
-from fleetserve.kafka.records import Coordinates
-from fleetserve.routing.route import Route
 
 ROUTE_PHASE = "route"
 UNKNOWN_BOT = "unknown_bot"

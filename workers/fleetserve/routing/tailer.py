@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 from confluent_kafka import Message
 
-from fleetserve.config import KafkaSettings
-from fleetserve.contracts import MessageKind, decode
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.contracts.codec import decode
+from fleetserve.contracts.schemas import MessageKind
 from fleetserve.errors import ContractError
 from fleetserve.kafka.tailer import TopicTailer
 from fleetserve.routing.table import RouteChange, RoutingTable

@@ -15,13 +15,14 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fleetserve.core.clock import now_ms
+from fleetserve.core.outcome import Failure, WorkerIdentity
+from fleetserve.core.records import InboundRecord
+from fleetserve.core.route import Route
 from fleetserve.deadletters import reasons
-from fleetserve.deadletters.build import Failure, WorkerIdentity
 from fleetserve.errors import QueryFailed
-from fleetserve.kafka.records import InboundRecord
 from fleetserve.models.metadata import ModelMetadata
 from fleetserve.models.runtime import predict
-from fleetserve.routing import Route
 from fleetserve.serving.decode import DecodedQuery
 from fleetserve.serving.plan import BatchPlan
 
@@ -48,7 +49,7 @@ class AnswerContext:
     replies_topic: str
     default_top_k: int = 3
     max_rows_per_run: int = 256
-    clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
+    clock_ms: Callable[[], int] = now_ms
     kill_on_text: str | None = None
     """Test-only fault injection: SIGKILL this process when a query's text contains it."""
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer
 
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
+from fleetserve.kafka import devbroker
 from fleetserve.kafka.clients import consumer as new_consumer
 from fleetserve.kafka.clients import producer as new_producer
 from fleetserve.serving.commit import (
@@ -31,9 +32,7 @@ def serving_consumer(settings: Settings) -> Consumer:
             "enable.auto.commit": serving.delivery == "at-least-once",
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
-            # A broker that holds an empty fetch for its whole wait (Tansu does, seen
-            # here) would add up to that wait to every query's latency.
-            "fetch.wait.max.ms": serving.fetch_wait_max_ms,
+            "fetch.wait.max.ms": serving.fetch_wait_max_ms or devbroker.EMPTY_FETCH_WAIT_MS,
         },
     )
 

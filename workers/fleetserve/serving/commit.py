@@ -25,13 +25,15 @@ from typing import Any, Final, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from fleetserve.core.backoff import BackoffPolicy, compute_backoff
+from fleetserve.core.outcome import Verdict
+from fleetserve.core.records import Coordinates, Partition
 from fleetserve.deadletters import reasons
-from fleetserve.deadletters.build import Verdict
-from fleetserve.deadletters.headers import DLT_PHASE, DLT_REASON, header_text
-from fleetserve.errors import FatalError, RetriableError
-from fleetserve.kafka.records import Coordinates
-from fleetserve.retry.backoff import BackoffPolicy, compute_backoff
-from fleetserve.serving.processor import Output, Partition, PassResult
+from fleetserve.deadletters.headers import DLT_PHASE, DLT_REASON
+from fleetserve.errors import FatalError, ProducerQueueFull
+from fleetserve.kafka.headers import header_text
+from fleetserve.kafka.transactions import commit_with_retries
+from fleetserve.serving.outputs import Output, PassResult
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +86,6 @@ class Committer(Protocol):
 
     def healthy(self) -> bool: ...
     def close(self) -> None: ...
-
-
-class ProducerQueueFull(RetriableError):
-    """The producer queue stayed full for the whole wait: the pass is aborted and re-read."""
 
 
 QUEUE_FULL_POLICY = BackoffPolicy(base_ms=10, max_ms=1_000, max_attempts=40)
@@ -220,7 +218,7 @@ class TransactionalCommitter:
             self.producer.send_offsets_to_transaction(
                 offsets_of(result.next_offsets), consumer.consumer_group_metadata(), TIMEOUT_S
             )
-            self._commit_with_retries()
+            commit_with_retries(self.producer, TIMEOUT_S)
         except KafkaException as exc:
             return self._recover(consumer, result, exc)
         except ProducerQueueFull as exc:
@@ -228,20 +226,6 @@ class TransactionalCommitter:
             self._abort(consumer, result)
             return False
         return True
-
-    def _commit_with_retries(self) -> None:
-        policy = BackoffPolicy(base_ms=100, max_ms=5_000, max_attempts=10)
-        for attempt in range(1, policy.max_attempts + 1):
-            try:
-                self.producer.commit_transaction(TIMEOUT_S)
-                return
-            except KafkaException as exc:
-                error = exc.args[0]
-                if not (isinstance(error, KafkaError) and error.retriable()):
-                    raise
-                logger.warning("commit_transaction will be retried: %s", error.str())
-                self.producer.poll(compute_backoff(policy, attempt, random.random()) / 1e3)  # noqa: S311
-        self.producer.commit_transaction(TIMEOUT_S)
 
     def _recover(self, consumer: Consumer, result: PassResult, exc: KafkaException) -> bool:
         """Abort and re-read the pass unless librdkafka says the producer itself is done."""

@@ -7,11 +7,12 @@ from typing import Any, Final
 
 import orjson
 
-from fleetserve.contracts import MessageKind, decode
+from fleetserve.contracts.codec import decode
+from fleetserve.contracts.schemas import MessageKind
+from fleetserve.core.outcome import Failure, Origin
+from fleetserve.core.records import InboundRecord
 from fleetserve.deadletters import reasons
-from fleetserve.deadletters.build import Failure, Origin
 from fleetserve.errors import ContractError
-from fleetserve.kafka.records import InboundRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,18 +6,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from fleetserve.core.outcome import Failure
+from fleetserve.core.records import InboundRecord, Partition
+from fleetserve.core.route import Route
 from fleetserve.deadletters import reasons
-from fleetserve.deadletters.build import Failure
 from fleetserve.errors import QueryFailed
-from fleetserve.kafka.records import InboundRecord
 from fleetserve.retry.due import DueSplit, split_due
-from fleetserve.routing import Route
 from fleetserve.serving.decode import DecodedQuery
 
 Resolve = Callable[[str, str], Route]
-
-
-Partition = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,14 +19,18 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from prometheus_client import CollectorRegistry
 
 from fleetserve.breaker.crash_breaker import CrashBreaker
-from fleetserve.cache import CacheMetrics, ModelCache, SnapshotLoader
-from fleetserve.config import Settings
-from fleetserve.deadletters.build import Verdict, WorkerIdentity
+from fleetserve.cache.loader import SnapshotLoader
+from fleetserve.cache.metrics import CacheMetrics
+from fleetserve.cache.model_cache import ModelCache
+from fleetserve.config.settings import Settings
+from fleetserve.core.backoff import BackoffPolicy
+from fleetserve.core.outcome import Verdict, WorkerIdentity
+from fleetserve.core.records import Coordinates, InboundRecord, Partition
 from fleetserve.errors import FatalError
 from fleetserve.kafka.clients import admin_client
-from fleetserve.kafka.records import Coordinates, InboundRecord
-from fleetserve.ops import HealthInputs, HealthReport, OpsServer, evaluate_health
-from fleetserve.retry.backoff import BackoffPolicy
+from fleetserve.kafka.records import inbound_record
+from fleetserve.ops.health import HealthInputs, HealthReport, evaluate_health
+from fleetserve.ops.http import OpsServer
 from fleetserve.retry.dedupe import RetrySteps
 from fleetserve.retry.pausing import RetryPauses
 from fleetserve.routing.table import RouteChange, RoutingTable
@@ -35,8 +39,9 @@ from fleetserve.serving.answer import AnswerContext
 from fleetserve.serving.clients import serving_committer, serving_consumer, step_reader
 from fleetserve.serving.commit import Committer, rewind
 from fleetserve.serving.metrics import WorkerMetrics
+from fleetserve.serving.outputs import PassResult
 from fleetserve.serving.plan import unprocessed_heads
-from fleetserve.serving.processor import BatchProcessor, PassResult, ProcessorConfig
+from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.serving.rebalance import RebalanceTracker
 from fleetserve.serving.targets import (
     UNCHECKED,
@@ -47,13 +52,11 @@ from fleetserve.serving.targets import (
     cluster_lookup,
     default_allowlist,
 )
-from fleetserve.store import LocalDirectoryStore
 from fleetserve.store.base import ArtifactStore
+from fleetserve.store.local import LocalDirectoryStore
 from fleetserve.topics.spec import CONTROL_ROLES, TopicSet
 
 logger = logging.getLogger(__name__)
-
-Partition = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class Worker:
         try:
             if not self._wait_for_control_topics():
                 return
-            self._committer = serving_committer(self.settings, self.processor.rescue)
+            self._committer = serving_committer(self.settings, self.processor.outcomes.rescue)
             self._committer.start()
             self._consumer = serving_consumer(self.settings)
             self._consumer.subscribe(
@@ -297,7 +300,7 @@ class Worker:
         for message in messages:
             error = message.error()
             if error is None:
-                records.append(InboundRecord.from_message(message))
+                records.append(inbound_record(message))
             elif error.code() != KafkaError._PARTITION_EOF:
                 self._consumer_error(error)
         return records

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from fleetserve.kafka.records import Coordinates
+from fleetserve.core.records import Coordinates
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"

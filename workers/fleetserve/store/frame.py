@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
+from fleetserve.core.records import Headers
 from fleetserve.errors import ArtifactCorrupt, ArtifactError
-from fleetserve.kafka.records import Headers
 
 MAGIC = b"FSM1"
 _LENGTH = struct.Struct(">I")

@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 from confluent_kafka import Message
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.records import Coordinates
 from fleetserve.errors import ContractError, KafkaUnavailable
-from fleetserve.kafka.records import Coordinates
 from fleetserve.kafka.tailer import TopicTailer
 from fleetserve.store.base import snapshot_key
 

@@ -21,10 +21,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.records import Coordinates
 from fleetserve.errors import ArtifactMissing, KafkaUnavailable
 from fleetserve.kafka.clients import consumer
-from fleetserve.kafka.records import Coordinates, InboundRecord
+from fleetserve.kafka.records import inbound_record
 from fleetserve.store.assembly import Assembly
 from fleetserve.store.base import Snapshot, SnapshotRequest
 
@@ -193,7 +194,7 @@ def _take(assembly: Assembly, message: Message) -> bool:
     """Hand one polled message to the assembly; True once the snapshot is whole."""
     error = message.error()
     if error is None:
-        record = InboundRecord.from_message(message)
+        record = inbound_record(message)
         return assembly.add(record.offset, record.key, record.value, record.headers)
     if error.code() == KafkaError._PARTITION_EOF:
         if (message.offset() or 0) >= assembly.first_offset:

@@ -18,10 +18,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.records import Coordinates
 from fleetserve.errors import ArtifactCorrupt, KafkaUnavailable
 from fleetserve.kafka.clients import producer
-from fleetserve.kafka.records import Coordinates
 from fleetserve.store.base import snapshot_key
 from fleetserve.store.frame import ChunkRecord, chunk_key, split_snapshot
 from fleetserve.store.index import IndexEntry

@@ -19,13 +19,13 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from fleetserve.config import KafkaSettings
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.records import Coordinates
 from fleetserve.errors import ArtifactMissing, ConfigError
-from fleetserve.kafka.records import Coordinates
 from fleetserve.store.base import (
     Snapshot,
     SnapshotRef,
@@ -38,7 +38,6 @@ from fleetserve.store.disk_cache import DiskCache
 from fleetserve.store.index import IndexEntry, LiveIndex, ModelIndex
 from fleetserve.store.kafka_fetch import MODEL_FETCH_WAIT_MS, SnapshotFetcher
 from fleetserve.store.kafka_publish import Outgoing, Published, SnapshotPublisher
-from fleetserve.topics.spec import TopicSet
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +45,15 @@ MODELS_ROLE = "models"
 INDEX_ROLE = "model_index"
 # Apache Kafka's default max.message.bytes, for a topic file that does not state one.
 KAFKA_DEFAULT_RECORD_LIMIT = 1_048_588
+
+
+class DeclaredTopics(Protocol):
+    """What a resolved topic file offers (``topics.spec.TopicSet``; the store sits below it)."""
+
+    @property
+    def topics(self) -> Mapping[str, Any]: ...
+
+    def name(self, role: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class ModelTopics:
     """The models topic's ``max.message.bytes``: no record (chunk) is larger."""
 
     @classmethod
-    def from_declared(cls, declared: TopicSet) -> ModelTopics:
+    def from_declared(cls, declared: DeclaredTopics) -> ModelTopics:
         missing = [r for r in (MODELS_ROLE, INDEX_ROLE) if r not in declared.topics]
         if missing:
             raise ConfigError(f"the topic file declares no {' or '.join(missing)} topic")

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetserve.config import Settings
+from fleetserve.config.settings import Settings
 from fleetserve.store.base import ArtifactStore
 from fleetserve.store.disk_cache import DiskCache
-from fleetserve.store.kafka_store import KafkaModelStore, ModelTopics
+from fleetserve.store.kafka_store import DeclaredTopics, KafkaModelStore, ModelTopics
 from fleetserve.store.local import LocalDirectoryStore
-from fleetserve.topics.spec import TopicSet
 
 
-def model_store(settings: Settings, declared: TopicSet) -> KafkaModelStore:
+def model_store(settings: Settings, declared: DeclaredTopics) -> KafkaModelStore:
     """The models topic as a store, without a disk cache (commands other than the worker)."""
     return KafkaModelStore(settings.kafka, ModelTopics.from_declared(declared))
 
 
-def serving_store(settings: Settings, declared: TopicSet) -> ArtifactStore:
+def serving_store(settings: Settings, declared: DeclaredTopics) -> ArtifactStore:
     """A worker's store: the directory, or the models topic behind the worker's disk cache."""
     if not settings.store_kafka:
         return LocalDirectoryStore(settings.store_dir)

@@ -1,0 +1,100 @@
+"""Where a worker's time goes per query: py-spy samples of one saturated worker, by stage.
+
+Run: python bench/components/profile_worker.py [--bots 100] [--queries 150000] \
+         [--out bench/results/profile.json]
+
+One embedded broker, one `fleetserve worker` process (real Kafka, real models), a backlog
+of Zipf-distributed queries produced while py-spy samples the worker at 200 Hz for
+--seconds. Each sample's stack is put in the first stage it matches, from the innermost
+frame out, so a stage is self time plus everything it calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fleetserve_bench.metrics_scrape import running_workers
+from fleetserve_bench.scenarios import preload
+from fleetserve_bench.world import bench_world
+
+# (stage, pattern on "function (file)"), tried innermost frame first.
+STAGES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (stage, re.compile(pattern))
+    for stage, pattern in (
+        ("infer (onnxruntime run)", r"Session\.run|onnxruntime_inference"),
+        ("featurize (hashed n-grams)", r"models/featurize\.py"),
+        ("decode + validate query", r"serving/decode\.py|contracts/codec\.py|validate_https"),
+        ("build + encode reply", r"_reply|orjson|processor\.py:.*dumps|serving/answer\.py"),
+        ("model cache and loads", r"fleetserve/cache/"),
+        (
+            "Kafka: consume, produce, commit",
+            r"serving/commit\.py|Worker\._poll|Worker\._records|kafka/records\.py",
+        ),
+        ("plan, fair share, routing", r"serving/plan\.py|routing/"),
+        ("pass bookkeeping", r"serving/processor\.py|serving/worker\.py"),
+    )
+)
+
+
+def stage_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for stage, pattern in STAGES:
+            if pattern.search(frame):
+                return stage
+    return "other (threads, interpreter)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bots", type=int, default=100)
+    parser.add_argument("--queries", type=int, default=150_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/profile.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    raw = Path(tempfile.mkdtemp()) / "worker.raw"
+    with bench_world(args.bots, seed=7) as world:
+        topics = world.namespace("profile.")
+        with running_workers(world, 1, "profile", (), "profile.") as (worker,):
+            spy = subprocess.Popen(
+                ["py-spy", "record", "-p", str(worker.pid), "-d", str(args.seconds), "-r", "200",
+                 "-f", "raw", "-o", str(raw), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1.0)
+            preload(world, topics.name("queries"), args.queries, 1.1, 7)
+            spy.wait()
+    samples: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, count = line.rsplit(" ", 1)
+        samples[stage_of(stack.split(";"))] += int(count)
+    busy = sum(n for stage, n in samples.items() if not stage.startswith("other"))
+    total = sum(samples.values())
+    result: dict[str, Any] = {
+        "benchmark": "profile_worker",
+        "bots": args.bots,
+        "queries": args.queries,
+        "samples": total,
+        "share_of_samples": {s: round(n / total, 3) for s, n in samples.most_common()},
+        "share_of_busy_samples": {
+            s: round(n / busy, 3) for s, n in samples.most_common() if not s.startswith("other")
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    for stage, share in result["share_of_samples"].items():
+        print(f"{share * 100:5.1f} %  {stage}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""`fleetserve bench`: run the scenarios in one world and write every result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetserve_bench import report
+from fleetserve_bench.density import density_run
+from fleetserve_bench.machine import describe_machine
+from fleetserve_bench.rebalance import rebalance_run
+from fleetserve_bench.scenarios import (
+    Load,
+    Measured,
+    faust_run,
+    fleetserve_run,
+    latency_run,
+    relay_run,
+)
+from fleetserve_bench.world import bench_world
+
+logger = logging.getLogger(__name__)
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """Sizes of one run; ``quick()`` is the CI smoke run, ``full()`` the published one."""
+
+    bots: int
+    queries: int
+    no_cache_queries: int
+    faust_queries: int
+    latency_fraction: float
+    latency_s: float
+    workers: int = 2
+    # Density and rebalance run in full runs only: at quick sizes they would push the
+    # smoke run past its 3 minutes.
+    density_bots: int = 0
+    fits_memory: str = "4GiB"
+    churn_memory: str = "1GiB"
+    fits_queries: int = 20_000
+    churn_queries: int = 100_000
+    rebalance_per_s: float = 1_000
+    rebalance_s: float = 30
+    zipf_s: float = 1.1
+    seed: int = 7
+    timeout_s: float = 300.0
+
+    @classmethod
+    def quick(cls) -> BenchPlan:
+        return cls(bots=40, queries=20_000, no_cache_queries=3_000, faust_queries=500,
+                   latency_fraction=0.25, latency_s=5, timeout_s=60)  # fmt: skip
+
+    @classmethod
+    def full(cls) -> BenchPlan:
+        return cls(bots=1_000, queries=200_000, no_cache_queries=20_000, faust_queries=3_000,
+                   latency_fraction=0.25, latency_s=20,
+                   density_bots=10_000)  # fmt: skip
+
+
+def run_bench(plan: BenchPlan, out: Path, quick: bool, echo: Echo) -> dict[str, dict[str, Any]]:
+    machine = describe_machine()
+    results: dict[str, dict[str, Any]] = {}
+    started = time.perf_counter()
+    with bench_world(plan.bots, plan.seed) as world:
+        echo(f"world ready: broker, topics, {plan.bots} bots deployed")
+        # Same seed, so no-cache and faust answer a prefix of the same query sequence.
+        load = Load(plan.queries, plan.zipf_s, plan.seed)
+        small = Load(plan.no_cache_queries, plan.zipf_s, plan.seed)
+        tiny = Load(plan.faust_queries, plan.zipf_s, plan.seed)
+        systems = [
+            fleetserve_run(world, "fleetserve", plan.workers, load, load.queries, plan.timeout_s),
+            relay_run(world, load, plan.timeout_s),
+            fleetserve_run(
+                world,
+                "no-cache",
+                plan.workers,
+                small,
+                small.queries,
+                plan.timeout_s,
+                ["--model-memory", "1"],
+            ),
+            faust_run(world, tiny, tiny.queries, plan.timeout_s),
+        ]
+        for system in systems:
+            echo(f"throughput {system.system}: {system.per_s:,.0f}/s over {system.outputs:,}")
+        results["throughput"] = throughput_result(plan, systems)
+        # A stated fraction of the saturation just measured: beyond saturation latency is
+        # only queueing, and says nothing about the path a query takes.
+        offered = max(100.0, round(plan.latency_fraction * systems[0].per_s, -2))
+        measured, achieved = latency_run(world, plan.workers, offered, plan.latency_s, plan.zipf_s)
+        results["latency"] = {
+            "scenario": "latency",
+            "bots": plan.bots,
+            "offered_per_s": offered,
+            "fraction_of_saturation": plan.latency_fraction,
+            "achieved_offered_per_s": round(achieved, 1),
+            "systems": [measured.as_json()],
+        }
+        echo(f"latency at {offered:,.0f} q/s: {measured.latency_ms}")
+        if plan.density_bots:
+            results["rebalance"] = rebalance_run(
+                world,
+                offered_per_s=plan.rebalance_per_s,
+                duration_s=plan.rebalance_s,
+                timeout_s=plan.timeout_s,
+            )
+            echo(f"rebalance: {results['rebalance']['outcomes']}")
+    if plan.density_bots:
+        results["density"] = density_result(plan, echo)
+    for name, result in results.items():
+        result["machine"] = machine
+        result["quick"] = quick
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        report.write_json(out, name, result)
+    report.throughput_plot(out, results["throughput"])
+    report.write_summary(out, results, machine, quick)
+    return results
+
+
+def density_result(plan: BenchPlan, echo: Echo) -> dict[str, Any]:
+    """Its own world: the fleet size differs from the throughput one."""
+    with bench_world(plan.density_bots, plan.seed) as world:
+        fits = density_run(
+            world, workers=1, model_memory=plan.fits_memory, queries=plan.fits_queries,
+            timeout_s=plan.timeout_s, variant="fits",
+        )  # fmt: skip
+        churn = density_run(
+            world, workers=2, model_memory=plan.churn_memory, queries=plan.churn_queries,
+            timeout_s=plan.timeout_s, variant="churn",
+        )  # fmt: skip
+    echo(f"density: fits RSS peak {max(fits['rss']['peak_bytes'], default=0) / 1e9:.2f} GB")
+    return {"scenario": "density", "bots": plan.density_bots, "variants": [fits, churn],
+            "systems": [fits, churn]}  # fmt: skip
+
+
+def throughput_result(plan: BenchPlan, systems: list[Measured]) -> dict[str, Any]:
+    by_name = {s.system: s for s in systems}
+    fleet = by_name["fleetserve"]
+    ratios = {
+        f"fleetserve/{name}": round(fleet.per_s / other.per_s, 2)
+        for name, other in by_name.items()
+        if name != "fleetserve" and other.per_s > 0
+    }
+    return {
+        "scenario": "throughput",
+        "bots": plan.bots,
+        "zipf_s": plan.zipf_s,
+        "queries": plan.queries,
+        "workers": plan.workers,
+        "systems": [s.as_json() for s in systems],
+        "ratios": ratios,
+        "note": "no-cache and faust answer only the first queries of the same backlog; "
+        "rates are outputs between the first and last output timestamp",
+    }

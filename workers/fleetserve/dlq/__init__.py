@@ -1,1 +1,0 @@
-"""Operators' view of the dead-letter topic: list, show, stats and replay."""

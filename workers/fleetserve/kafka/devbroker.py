@@ -1,0 +1,43 @@
+"""Workarounds for the development broker (Tansu 0.6.0), in one place and named as such.
+
+Production is Apache Kafka; every rule below is correct there too and costs it little or
+nothing, which is why it may stay in the code path rather than behind a switch. Each one
+says what Tansu does (seen here) and what fleetserve does about it. docs/architecture.md
+lists the broker's gaps in full.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+EMPTY_FETCH_WAIT_MS: Final = 5
+"""Tansu holds an empty fetch for the whole ``fetch.wait.max.ms`` even when data arrives,
+so librdkafka's 500 ms default added up to 500 ms to every query at low load. Apache
+Kafka answers as soon as data arrives; there the lower wait only means more empty
+fetches from an idle consumer. The worker's ``--fetch-wait-max-ms`` default."""
+
+COMPACTED_ENDS_UNDER_REPORT: Final = 0.5
+"""Seconds of silence a reader of a compacted topic waits after reaching the ends it was
+told: Tansu's high watermark of a compacted topic under-reports (3 partitions reported
+(0,1),(0,1),(0,0) while 10 records were readable). On Apache Kafka it only adds this
+much to a read from the beginning (the deployments table, the crash ledger)."""
+
+
+def reached_end(eof_offset: int, end_at_start: int) -> bool:
+    """A partition is read to its end at an end-of-partition event at or past its end
+    when the read started.
+
+    Only the event counts, never a record's offset against the watermark: Tansu
+    under-reports a partition's end when its last batch holds several records, and on any
+    broker a transactional partition ends in a commit marker no record offset reaches.
+    """
+    return eof_offset >= end_at_start
+
+
+def safe_start(offset: int, reported_end: int) -> int:
+    """Where to start reading for one record: never past the reported end.
+
+    Tansu answers a fetch past its (possibly under-reported) end with nothing at all, not
+    even an end event; starting at most there and reading forward finds the record.
+    """
+    return min(offset, reported_end)
