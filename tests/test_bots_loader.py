@@ -227,20 +227,63 @@ def test_a_duplicate_does_not_count_as_a_second_utterance(tmp_path: Path) -> Non
     assert refused(write(tmp_path, "demo.jsonl", jsonl(*rows))).reason == "single_utterance_intent"
 
 
-def test_conflicting_labels_name_both_texts_and_intents(tmp_path: Path) -> None:
+def test_conflicting_labels_fail_the_bot_under_the_fail_policy(tmp_path: Path) -> None:
     rows = [*GOOD_ROWS, {"text": "Hello", "intent": "leave"}]
-    error = refused(write(tmp_path, "demo.jsonl", jsonl(*rows)))
+    path = write(tmp_path, "demo.jsonl", jsonl(*rows))
+    with pytest.raises(BotInputError) as raised:
+        load_bot_with_report(path, conflicts="fail")
+    error = raised.value
     assert error.reason == "conflicting_labels"
     message = str(error)
     assert "demo.jsonl:5:" in message
     assert "line 2 'hello' is 'greet' but line 5 'Hello' is 'leave'" in message
 
 
+def test_by_default_the_majority_label_wins_and_the_conflict_is_reported(tmp_path: Path) -> None:
+    rows = [
+        *GOOD_ROWS,
+        {"text": "Hello", "intent": "leave"},
+        {"text": "HELLO", "intent": "greet"},
+    ]
+    loaded = load_bot_with_report(write(tmp_path, "demo.jsonl", jsonl(*rows)))
+    (conflict,) = loaded.report.conflicts
+    assert conflict.labels == ("greet", "leave", "greet")
+    assert conflict.lines == (2, 5, 6)
+    assert conflict.kept == "greet"
+    assert loaded.report.conflict_policy == "majority"
+    texts = {u.text: u.intent for u in loaded.definition.utterances}
+    assert texts["hello"] == "greet"
+    assert "Hello" not in texts
+    assert "HELLO" not in texts
+
+
+@pytest.mark.parametrize(
+    ("policy", "kept"), [("majority", None), ("first", "greet"), ("drop", None)]
+)
+def test_a_tie_or_the_drop_policy_drops_the_text_and_first_keeps_the_first(
+    tmp_path: Path, policy: str, kept: str | None
+) -> None:
+    rows = [*GOOD_ROWS, {"text": "thanks", "intent": "greet"}, {"text": "Hello", "intent": "leave"}]
+    loaded = load_bot_with_report(
+        write(tmp_path, "demo.jsonl", jsonl(*rows)),
+        conflicts=policy,  # type: ignore[arg-type]
+    )
+    (conflict,) = loaded.report.conflicts
+    assert conflict.kept == kept
+    labels = [u.intent for u in loaded.definition.utterances if u.text.lower() == "hello"]
+    assert labels == ([kept] if kept else [])
+
+
 def test_an_utterance_also_given_as_out_of_scope_conflicts(tmp_path: Path) -> None:
-    csv = "text,intent\nhi,greet\nhello,greet\nbye,leave\nciao,leave\nbye,\n"
-    error = refused(write(tmp_path, "demo.csv", csv))
-    assert error.reason == "conflicting_labels"
-    assert "'leave' but line 6 'bye' is 'out_of_scope'" in str(error)
+    csv = "text,intent\nhi,greet\nhello,greet\nbye,leave\nciao,leave\nbye,\nbye bye,leave\n"
+    path = write(tmp_path, "demo.csv", csv)
+    with pytest.raises(BotInputError) as raised:
+        load_bot_with_report(path, conflicts="fail")
+    assert raised.value.reason == "conflicting_labels"
+    assert "'leave' but line 6 'bye' is 'out_of_scope'" in str(raised.value)
+    (conflict,) = load_bot_with_report(path, conflicts="first").report.conflicts
+    assert conflict.labels == ("leave", "out_of_scope")
+    assert conflict.kept == "leave"
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ EXPECTED_COMMANDS = {
     "validate",
     "bots",
     "build",
+    "eval",
     "deploy",
     "promote",
     "rollback",
@@ -28,6 +29,7 @@ EXPECTED_COMMANDS = {
     "ask",
     "replies",
     "shadow-report",
+    "monitor",
     "relabel",
     "clean",
 }

@@ -274,6 +274,20 @@ def literal_values(alias: Any) -> set[str]:
         (messages.DeadLetterReason, MessageKind.DEAD_LETTER, ("properties", "reason")),
         (messages.Phase, MessageKind.DEAD_LETTER, ("properties", "phase")),
         (messages.DeploymentAction, MessageKind.DEPLOYMENT, ("properties", "action")),
+        (
+            messages.GuardMetric,
+            MessageKind.DEPLOYMENT,
+            (
+                "definitions",
+                "rollback_evidence",
+                "properties",
+                "checks",
+                "items",
+                "properties",
+                "metric",
+            ),
+        ),
+        (messages.DeadLetterReason, MessageKind.BOT_STATS, ("properties", "dead_letters")),
     ],
 )
 def test_literal_types_match_the_schema_enums(
@@ -327,6 +341,19 @@ SHAPES: list[tuple[Any, MessageKind, tuple[str, ...]]] = [
         ("definitions", "stage_deployment", "properties", "previous", "items"),
     ),
     (messages.SnapshotLocation, MessageKind.DEPLOYMENT, ("definitions", "location")),
+    (messages.RollbackEvidence, MessageKind.DEPLOYMENT, ("definitions", "rollback_evidence")),
+    (
+        messages.GuardCheck,
+        MessageKind.DEPLOYMENT,
+        ("definitions", "rollback_evidence", "properties", "checks", "items"),
+    ),
+    (messages.BotStatsV1, MessageKind.BOT_STATS, ()),
+    (messages.StatsWorker, MessageKind.BOT_STATS, ("properties", "worker")),
+    (messages.ConfidenceStats, MessageKind.BOT_STATS, ("properties", "confidence")),
+    (messages.MarginStats, MessageKind.BOT_STATS, ("properties", "margin")),
+    (messages.LatencyStats, MessageKind.BOT_STATS, ("properties", "latency_ms")),
+    (messages.InferenceStats, MessageKind.BOT_STATS, ("properties", "inference_ms")),
+    (messages.DeadLettersByReason, MessageKind.BOT_STATS, ("properties", "dead_letters")),
 ]
 
 

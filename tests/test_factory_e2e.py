@@ -13,8 +13,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fleetserve.bots.definition import BotDefinition
+from fleetserve.bots.discover import find_bots
 from fleetserve.bots.fleet import make_fleet
 from fleetserve.bots.writer import write_fleet
+from fleetserve.builder.warm import group_key, leaders
 from fleetserve.cli.main import cli
 from fleetserve.config.settings import KafkaSettings
 from fleetserve.deploy.log import read_deployments
@@ -65,8 +67,9 @@ def test_fleet_build_publishes_verified_self_describing_snapshots(
         assert manifest["model"]["sha256"] == sha256_hex(model)
         assert manifest["labels"] == list(bot.intents())
         assert manifest["build"]["dataset_sha256"] == bot.content_hash()
-        for key in ("accuracy_fp32", "accuracy_int8", "latency_us_batch1"):
+        for key in ("cv_accuracy", "int8_delta_points", "latency_us_batch1"):
             assert manifest["metrics"][key] is not None, key
+        assert manifest["metrics"]["search"]["strategy"] == "none"
         assert manifest["gate"]["published"] == manifest["model"]["quantization"]
         metadata = read_model_metadata(model)
         assert list(metadata.labels) == manifest["labels"]
@@ -118,16 +121,12 @@ BAD_BOTS: dict[str, bytes] = {
     "empty.jsonl": b"",
     "lonely.jsonl": b'{"text": "hi", "intent": "greet"}\n{"text": "hello", "intent": "greet"}\n'
     b'{"text": "bye", "intent": "leave"}\n',
-    "torn.jsonl": b'{"text": "hi", "intent": "greet"}\n{"text": "hello", "intent": "greet"}\n'
-    b'{"text": "bye", "intent": "leave"}\n{"text": "bye now", "intent": "leave"}\n'
-    b'{"text": "Hi", "intent": "leave"}\n',
     "latin1.jsonl": '{"text": "caf\u00e9", "intent": "a"}\n'.encode("latin-1"),
     "Bad Id!.jsonl": b'{"text": "a", "intent": "x"}\n{"text": "b", "intent": "x"}\n',
 }
 EXPECTED_REASONS = {
     "empty": "empty_file",
     "lonely": "single_utterance_intent",
-    "torn": "conflicting_labels",
     "latin1": "not_utf8",
     "Bad Id!": "invalid_bot_id",
 }
@@ -253,3 +252,117 @@ class TestDeployments:
 
         topic = f"{topic_prefix}fleetserve.deployments"
         assert bot.bot_id not in read_deployments(kafka_settings, topic)
+
+
+TORN = (
+    b'{"text": "hi", "intent": "greet"}\n{"text": "hello", "intent": "greet"}\n'
+    b'{"text": "hey", "intent": "greet"}\n{"text": "bye", "intent": "leave"}\n'
+    b'{"text": "bye now", "intent": "leave"}\n{"text": "see you", "intent": "leave"}\n'
+    b'{"text": "Hi", "intent": "leave"}\n{"text": "HI", "intent": "greet"}\n'
+)
+
+
+def test_a_contradictory_duplicate_is_resolved_listed_and_the_bot_still_builds(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "torn.jsonl").write_bytes(TORN)
+    result = invoke("--store", str(tmp_path / "store"), "build", str(tmp_path / "torn.jsonl"))
+    assert result.exit_code == 0, result.output
+    (row,) = report(tmp_path / "store" / "build-report.json")["bots"]
+    assert row["status"] == "built"
+    (conflict,) = row["conflicts"]
+    assert conflict["labels"] == ["greet", "leave", "greet"]
+    assert conflict["kept"] == "greet"
+    store = LocalDirectoryStore(tmp_path / "store")
+    (version,) = store.versions("torn")
+    assert store.read_manifest("torn", version)["conflicts"]["policy"] == "majority"
+    failing = invoke(
+        "--store",
+        str(tmp_path / "strict"),
+        "build",
+        str(tmp_path / "torn.jsonl"),
+        "--conflicts",
+        "fail",
+    )
+    assert failing.exit_code == 1
+    (strict,) = report(tmp_path / "strict" / "build-report.json")["bots"]
+    assert strict["reason"] == "conflicting_labels"
+
+
+def test_eval_scores_the_published_and_the_kept_fp32_model(
+    built_fleet: Path, tmp_path: Path
+) -> None:
+    bot_file = next((built_fleet / "fleet").glob("en-*.jsonl"))
+    built = invoke(
+        "--store", str(tmp_path / "s"), "build", str(bot_file), "--keep-fp32", "--workers", "1"
+    )
+    assert built.exit_code == 0, built.output
+    lines = bot_file.read_bytes().splitlines()
+    test_file = tmp_path / "test.jsonl"
+    test_file.write_bytes(
+        b"\n".join(lines[:40]) + b'\n{"text": "xyzzy plugh", "out_of_scope": true}\n'
+    )
+    result = invoke("--store", str(tmp_path / "s"), "eval", bot_file.stem, str(test_file), "--json")
+    assert result.exit_code == 0, result.output
+    scores = orjson.loads(result.output)
+    assert scores["published"] == "int8"
+    assert set(scores["results"]) == {"int8", "fp32"}
+    int8 = scores["results"]["int8"]
+    assert int8["utterances"] == sum(1 for line in lines[:40] if b'"intent"' in line)
+    assert int8["accuracy"] > 90  # these utterances trained the model
+    assert int8["out_of_scope"] == 1
+    assert {"intent", "support", "precision", "recall"} <= set(int8["per_intent"][0])
+    assert abs(int8["accuracy"] - scores["results"]["fp32"]["accuracy"]) <= 5
+    text = invoke("--store", str(tmp_path / "s"), "eval", bot_file.stem, str(test_file))
+    assert text.exit_code == 0, text.output
+    assert "accuracy" in text.output
+    assert "precision" in text.output
+
+
+def test_a_searching_fleet_build_warm_starts_similar_bots(
+    built_fleet: Path, fleet_bots: list[BotDefinition], tmp_path: Path
+) -> None:
+    sources = find_bots(built_fleet / "fleet")
+    first, rest = leaders(sources)
+    assert first
+    assert sorted(first + rest) == list(range(len(sources)))
+    assert len({group_key(sources[i]) for i in first}) == len(first)
+    result = invoke(
+        "--store",
+        str(tmp_path / "store"),
+        "build",
+        str(built_fleet / "fleet"),
+        "--search",
+        "tpe",
+        "--search-budget",
+        "1.5",
+        "--workers",
+        "2",
+    )
+    assert result.exit_code == 0, result.output
+    rows = report(tmp_path / "store" / "build-report.json")["bots"]
+    assert len(rows) == len(fleet_bots)
+    for row in rows:
+        search = row["search"]
+        assert search["strategy"] == "tpe"
+        assert search["trials"] >= 1
+        assert search["stop_reason"]
+    leaders_ids = {sources[i].bot_id for i in first}
+    followers = [r for r in rows if r["bot_id"] not in leaders_ids]
+    best_by_group = {
+        group_key(sources[i]): by_id["search"]["best_params"]
+        for i in first
+        for by_id in rows
+        if by_id["bot_id"] == sources[i].bot_id
+    }
+    store = LocalDirectoryStore(tmp_path / "store")
+    for row in followers:  # the leader's best is tried right after the base configuration
+        source = next(s for s in sources if s.bot_id == row["bot_id"])
+        manifest = store.read_manifest(row["bot_id"], row["version"])
+        trials = [t["params"] for t in manifest["build"]["params"]["trials"]]
+        leader_best = best_by_group[group_key(source)]
+        assert any(
+            (t["dropout"], t["lr"], t["dim"])
+            == (leader_best["dropout"], leader_best["lr"], leader_best["dim"])
+            for t in trials[:2]
+        )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleetserve.models.calibrate import calibrate_threshold, fallback_metrics
+from fleetserve.errors import ConfigError
+from fleetserve.models.calibrate import CalibrationOptions, calibrate_threshold, fallback_metrics
 
 
 def f32(*values: float) -> np.ndarray:
@@ -47,7 +48,9 @@ def test_without_oos_a_low_quantile_of_in_scope_confidences() -> None:
     rng = np.random.default_rng(0)
     in_conf = rng.uniform(0.5, 1.0, 1000).astype(np.float32)
     correct = np.ones(1000, bool)
-    calibration = calibrate_threshold(in_conf, correct, f32(), quantile=0.1)
+    calibration = calibrate_threshold(
+        in_conf, correct, f32(), options=CalibrationOptions(quantile=0.1)
+    )
     assert calibration.source == "in_scope_quantile"
     assert calibration.threshold == pytest.approx(0.55, abs=0.02)
     assert fallback_metrics(in_conf, correct, f32(), calibration.threshold)[
@@ -70,3 +73,21 @@ def test_fallback_metrics() -> None:
     no_oos = fallback_metrics(f32(0.9, 0.2), np.array([True, True]), f32(), threshold=0.5)
     assert no_oos["fallback_precision"] is None
     assert no_oos["fallback_recall"] is None
+
+
+def test_a_target_oos_recall_rejects_at_least_that_share() -> None:
+    oos = f32(0.1, 0.2, 0.3, 0.4, 0.9)
+    calibration = calibrate_threshold(
+        f32(0.95), np.ones(1, bool), oos, options=CalibrationOptions(target_oos_recall=80.0)
+    )
+    assert calibration.source == "target_oos_recall"
+    assert 0.4 < calibration.threshold < 0.41
+    metrics = fallback_metrics(f32(0.95), np.ones(1, bool), oos, calibration.threshold)
+    assert metrics["fallback_recall"] == 80.0
+
+
+def test_calibration_options_refuse_nonsense() -> None:
+    with pytest.raises(ConfigError):
+        CalibrationOptions(quantile=0.1, target_oos_recall=90.0)
+    with pytest.raises(ConfigError):
+        CalibrationOptions(target_oos_recall=0.0)

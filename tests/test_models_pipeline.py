@@ -1,4 +1,4 @@
-"""build_model end to end: gate, calibration, metadata, determinism, search, bad input."""
+"""build_model end to end: cross-validation, refit, gate, calibration, metadata, search."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import onnx
 import pytest
 
 from fleetserve.errors import BotInputError, ConfigError
+from fleetserve.models.calibrate import CalibrationOptions
 from fleetserve.models.featurize import FeaturizerSpec, featurize
-from fleetserve.models.pipeline import BuiltModel, build_model, split_for_build
+from fleetserve.models.pipeline import BuildOptions, BuiltModel, build_model
 from fleetserve.models.runtime import new_session, predict, read_model_metadata
+from fleetserve.models.search import SearchOptions
 
 TEMPLATES = {
     "weather": ["what's the weather in {}", "will it rain in {} tomorrow", "forecast for {}"],
@@ -30,34 +32,39 @@ def toy_bot(seed: int = 0) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def built() -> BuiltModel:
-    train, val, test = split_for_build(toy_bot())
-    return build_model(train, val, test, oos_val=OOS[:2], oos_test=OOS[2:])
+    return build_model(toy_bot(), out_of_scope=OOS)
 
 
-def test_a_normal_bot_passes_the_gate_and_publishes_int8(built: BuiltModel) -> None:
+def test_a_normal_bot_is_cross_validated_refit_and_published_int8(built: BuiltModel) -> None:
     assert built.quantization == "int8"
     assert built.gate["passed"] is True
     assert built.gate["published"] == "int8"
-    assert built.gate["tolerance_points"] == 0.5
     assert "within" in built.gate["reason"]
     metrics = built.metrics
-    assert metrics["accuracy_int8"] >= metrics["accuracy_fp32"] - 0.5
-    assert metrics["accuracy_fp32"] > 90
-    assert metrics["int8_delta_points"] == pytest.approx(
-        metrics["accuracy_int8"] - metrics["accuracy_fp32"]
-    )
-    # The published file is the quantized one with the calibrated threshold written in.
+    assert metrics["cv_folds"] == 3  # 144 utterances: three folds
+    assert len(metrics["cv_fold_accuracies"]) == 3
+    assert metrics["cv_accuracy"] > 90
+    assert "cross-validated" in metrics["accuracy_note"]
+    assert metrics["n_utterances"] == len(toy_bot())  # the refit saw every utterance
     assert abs(len(built.model_bytes) - metrics["model_bytes_int8"]) < 64
     assert metrics["model_bytes_int8"] < metrics["model_bytes_fp32"] / 3
-    assert metrics["search_trials"] == 0
+    assert metrics["search"]["strategy"] == "none"
     assert metrics["latency_us_batch1"] > 0
     assert metrics["fallback_recall"] is not None
     json.dumps(dict(metrics))  # the manifest stores it as JSON
 
 
+def test_the_published_model_knows_every_utterance(built: BuiltModel) -> None:
+    session = new_session(built.model_bytes)
+    meta = read_model_metadata(session)
+    pairs = toy_bot()
+    probs = predict(session, meta.featurizer, [t for t, _ in pairs])
+    predicted = [meta.labels[i] for i in probs.argmax(axis=1)]
+    assert np.mean([p == i for p, (_, i) in zip(predicted, pairs, strict=True)]) > 0.97
+
+
 def test_a_failed_gate_publishes_fp32_with_a_reason() -> None:
-    train, val, test = split_for_build(toy_bot())
-    built = build_model(train, val, test, int8_tolerance_points=-100.0)
+    built = build_model(toy_bot(), options=BuildOptions(int8_tolerance_points=-100.0))
     assert built.quantization == "fp32"
     assert built.gate["passed"] is False
     assert built.gate["published"] == "fp32"
@@ -89,6 +96,7 @@ def test_served_predictions_use_the_build_time_featurizer(built: BuiltModel) -> 
 
 def test_out_of_scope_queries_fall_back(built: BuiltModel) -> None:
     assert 0.0 < built.fallback_threshold < 1.0
+    assert built.metrics["calibration_source"] == "in_scope_and_oos"
     session = new_session(built.model_bytes)
     meta = read_model_metadata(session)
     in_scope = predict(session, meta.featurizer, ["set an alarm for 9 am"]).max()
@@ -96,60 +104,93 @@ def test_out_of_scope_queries_fall_back(built: BuiltModel) -> None:
 
 
 def test_same_inputs_same_bytes() -> None:
-    train, val, test = split_for_build(toy_bot(), seed=1)
-    a = build_model(train, val, test, seed=5)
-    b = build_model(train, val, test, seed=5)
+    options = BuildOptions(seed=5)
+    a = build_model(toy_bot(1), options=options)
+    b = build_model(toy_bot(1), options=options)
     assert a.model_bytes == b.model_bytes
     assert a.fallback_threshold == b.fallback_threshold
 
 
 def test_without_oos_the_threshold_comes_from_in_scope_confidences() -> None:
-    train, val, test = split_for_build(toy_bot())
-    built = build_model(train, val, test)
+    built = build_model(toy_bot())
     assert built.metrics["calibration_source"] == "in_scope_quantile"
     assert built.metrics["fallback_precision"] is None
     assert built.metrics["fallback_recall"] is None
 
 
-def test_search_records_its_trials_and_respects_the_size_cap() -> None:
-    train, val, test = split_for_build(toy_bot())
-    built = build_model(
-        train, val, test, search_budget_s=3.0, base_params={"dim": 16, "max_model_kb": 64}
+def test_a_target_oos_recall_sets_the_threshold_and_reports_its_effect() -> None:
+    calibration = CalibrationOptions(target_oos_recall=100.0)
+    built = build_model(toy_bot(), out_of_scope=OOS, options=BuildOptions(calibration=calibration))
+    assert built.metrics["calibration_source"] == "target_oos_recall"
+    assert built.metrics["fallback_recall"] == 100.0  # on the out-of-fold confidences
+    quantile = build_model(
+        toy_bot(), options=BuildOptions(calibration=CalibrationOptions(quantile=0.2))
     )
+    assert quantile.metrics["in_scope_fallback_rate"] == pytest.approx(20.0, abs=2.0)
+
+
+@pytest.mark.parametrize("strategy", ["coordinate", "tpe", "cmaes", "evolution"])
+def test_searches_record_trials_stop_with_a_reason_and_respect_the_size_cap(
+    strategy: str,
+) -> None:
+    options = BuildOptions(
+        search=SearchOptions(strategy=strategy, budget_s=2.0),  # type: ignore[arg-type]
+        max_model_kb=48,
+    )
+    built = build_model(toy_bot(), options=options)
+    search = built.metrics["search"]
     trials = built.params["trials"]
-    assert built.metrics["search_trials"] == len(trials) > 1
+    assert search["strategy"] == strategy
+    assert search["trials"] == len(trials) > 1
+    assert search["stop_reason"]
     for trial in trials:
-        assert trial["params"]["buckets"] * trial["params"]["dim"] <= 64 * 1024
-    best = max(t["val_accuracy"] for t in trials)
-    assert built.metrics["val_accuracy"] == best
+        if not trial["pruned"]:
+            assert trial["model_kb"] <= 48
+    best = max(t["score"] for t in trials if not t["pruned"])
+    assert search["best_score"] == pytest.approx(best, abs=1e-3)
+    assert len(built.model_bytes) <= 48 * 1024 * 1.1
+
+
+def test_warm_starts_are_tried_first() -> None:
+    warm = {"dim": 8, "buckets": 512}
+    options = BuildOptions(search=SearchOptions(strategy="tpe", budget_s=0.5, warm_start=(warm,)))
+    built = build_model(toy_bot(), options=options)
+    second = built.params["trials"][1]["params"]
+    assert (second["dim"], second["buckets"]) == (8, 512)
 
 
 def test_base_params_override_defaults_and_typos_are_refused() -> None:
-    train, val, test = split_for_build(toy_bot())
-    built = build_model(train, val, test, base_params={"buckets": 512, "dim": 8, "epochs": 3})
+    options = BuildOptions(base_params={"buckets": 512, "dim": 8, "epochs": 3})
+    built = build_model(toy_bot(), options=options)
     assert built.featurizer["buckets"] == 512
     assert (built.params["dim"], built.params["epochs"]) == (8, 3)
     with pytest.raises(ConfigError):
-        build_model(train, val, test, base_params={"dims": 8})
+        build_model(toy_bot(), options=BuildOptions(base_params={"dims": 8}))
 
 
-def test_tiny_bots_build_even_without_holdout_data() -> None:
+def test_the_size_cap_shapes_the_table() -> None:
+    small = build_model(toy_bot(), options=BuildOptions(max_model_kb=24))
+    assert len(small.model_bytes) <= 24 * 1024 * 1.1
+
+
+def test_distillation_trains_from_a_teacher_and_still_publishes_a_small_model() -> None:
+    built = build_model(toy_bot(), options=BuildOptions(distill="on", max_model_kb=64))
+    assert built.params["distill"] is True
+    assert built.metrics["cv_accuracy"] > 80
+    assert len(built.model_bytes) <= 64 * 1024 * 1.1
+
+
+def test_tiny_bots_build() -> None:
     pairs = [("turn on the light", "on"), ("lights on", "on"), ("turn off the light", "off")]
-    train, val, test = split_for_build(pairs)
-    built = build_model(train, val, test)
-    assert built.gate["split"] in ("val+test", "val", "test")
-    only_train = build_model(pairs, [], [])
-    assert only_train.gate["split"] == "train"
-    assert only_train.metrics["calibration_source"] == "none"
+    built = build_model(pairs)
+    assert built.quantization in ("int8", "fp32")
+    assert built.metrics["cv_folds"] >= 2
 
 
 def test_bots_that_cannot_make_a_classifier_are_refused() -> None:
     with pytest.raises(BotInputError) as one:
-        build_model([("hi", "greet"), ("hello", "greet")], [], [])
+        build_model([("hi", "greet"), ("hello", "greet")])
     assert one.value.reason == "too_few_intents"
     with pytest.raises(BotInputError) as empty:
-        build_model([], [], [])
+        build_model([])
     assert empty.value.reason == "no_utterances"
-    with pytest.raises(BotInputError) as unknown:
-        build_model([("hi", "a"), ("bye", "b")], [("what", "c")], [])
-    assert unknown.value.reason == "intent_without_training_data"

@@ -83,11 +83,34 @@ def test_dropout_and_label_smoothing_still_learn() -> None:
 
 
 def test_schedule_scales_with_the_data() -> None:
-    assert TrainParams().schedule(150) == (13, 9)
-    assert TrainParams().schedule(15000) == (3, 64)
+    assert TrainParams().schedule(150) == (13, 12)
+    assert TrainParams().schedule(400) == (5, 25)
+    assert TrainParams().schedule(15000) == (5, 64)  # at least MIN_EPOCHS
+    assert TrainParams().schedule(7000, n_classes=1000) == (14, 64)  # 7 per intent
     assert TrainParams(epochs=2, batch_size=7).schedule(150) == (2, 7)
     with pytest.raises(ConfigError):
         TrainParams(dropout=1.0)
+    with pytest.raises(ConfigError):
+        TrainParams(optimizer="sgd")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("optimizer", ["rowwise", "adam"])
+def test_both_table_optimizers_learn(optimizer: str) -> None:
+    texts, labels = toy_set()
+    features = featurize(SPEC, texts)
+    params = TrainParams(dim=16, optimizer=optimizer)  # type: ignore[arg-type]
+    weights = train(features, labels, 3, SPEC.buckets, params, seed=0)
+    assert (forward(weights, features).argmax(axis=1) == labels).mean() > 0.95
+
+
+def test_soft_targets_pull_the_model_towards_the_teacher() -> None:
+    texts, labels = toy_set()
+    features = featurize(SPEC, texts)
+    teacher = np.zeros((labels.size, 3), np.float32)
+    teacher[:, 0] = 1.0  # a teacher that always says class 0
+    params = TrainParams(dim=16, distill_weight=1.0)
+    weights = train(features, labels, 3, SPEC.buckets, params, seed=0, soft_targets=teacher)
+    assert (forward(weights, features).argmax(axis=1) == 0).mean() > 0.9
 
 
 @pytest.mark.parametrize("activation", ["tanh", "none"])

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -32,12 +33,16 @@ TARGET_SECONDS = 600.0
 TARGET_MEDIAN_BYTES = 150 * 1024
 
 
-def fleetserve(*args: str) -> float:
+def fleetserve(*args: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and every process it waited for)."""
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(
         [sys.executable, "-m", "fleetserve", *args], check=False, stdout=subprocess.DEVNULL
     )
-    return time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - started, cpu
 
 
 def disk_bytes(store: Path) -> list[int]:
@@ -64,12 +69,14 @@ def publish_to_kafka(store: Path) -> dict[str, Any]:
 def measure(bots: int, seed: int, workdir: Path) -> dict[str, Any]:
     fleet, store = workdir / "fleet", workdir / "store"
     shutil.rmtree(store, ignore_errors=True)
-    make_seconds = fleetserve(
+    make_seconds, _ = fleetserve(
         "bots", "make-fleet", str(bots), "--seed", str(seed), "--out", str(fleet)
     )
-    build_seconds = fleetserve("--store", str(store), "build", str(fleet))
+    load_before = os.getloadavg()
+    build_seconds, build_cpu = fleetserve("--store", str(store), "build", str(fleet))
+    load_after = os.getloadavg()
     summary = json.loads((store / "build-report.json").read_text())["summary"]
-    rebuild_seconds = fleetserve(
+    rebuild_seconds, _ = fleetserve(
         "--store", str(store), "build", str(fleet), "--report", str(workdir / "rebuild.json")
     )
     sizes = sorted(disk_bytes(store))
@@ -80,6 +87,11 @@ def measure(bots: int, seed: int, workdir: Path) -> dict[str, Any]:
         "machine": platform.processor() or platform.machine(),
         "make_fleet_seconds": round(make_seconds, 2),
         "build_command_seconds": round(build_seconds, 2),
+        # The machine is shared: CPU seconds over the cores is what the build would take on
+        # two otherwise idle cores, whatever else ran beside it.
+        "build_cpu_seconds": round(build_cpu, 2),
+        "build_cpu_seconds_per_core": round(build_cpu / (os.cpu_count() or 1), 2),
+        "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "build": summary,
         "resumed_rebuild_seconds": round(rebuild_seconds, 2),
         "median_model_bytes_on_disk": sizes[len(sizes) // 2] if sizes else None,

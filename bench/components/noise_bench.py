@@ -20,8 +20,9 @@ labels, on the noisy labels minus cleanlab's flagged rows, and on the clean labe
 
 Datasets are a folder with ``train.jsonl`` and ``test.jsonl`` ({"text", "intent"} lines).
 Built in: CLINC150 (all 150 intents, 40 training rows each, seeded), one CLINC150 domain
-(banking, 15 intents x 100) and paraKQC (100 paraphrase groups drawn seeded, 7 rows each).
-``--dataset DIR`` adds any other (at most 300 rows per intent are drawn).
+(banking, 15 intents x 100), paraKQC (100 paraphrase groups drawn seeded, 7 rows each) and
+SNIPS (7 intents, 300 rows each). ``--dataset DIR`` adds any other (at most 300 rows per
+intent are drawn).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from fleetserve.clean.pico import PicoConfig, run_pico
 I64 = npt.NDArray[np.int64]
 RATES = (0.0, 0.05, 0.10, 0.20)
 KINDS = ("uniform", "confusable")
-DEFAULT_DATA = Path(__file__).parents[1] / "data"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "data"  # the checkout's bundled data
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ def datasets(data_dir: Path, extra: list[Path], seed: int) -> list[Dataset]:
         make_dataset("clinc150", clinc, seed=seed, per_intent=40),
         make_dataset("clinc150-banking", clinc, seed=seed, intents=sorted(set(banking))),
         make_dataset("parakqc_ko-100", data_dir / "parakqc_ko", seed=seed, n_intents=100),
+        make_dataset("snips", data_dir / "snips", seed=seed, per_intent=300),
     ]
     found += [make_dataset(path.name, path, seed=seed, per_intent=300) for path in extra]
     return found

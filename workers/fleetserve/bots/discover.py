@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fleetserve.bots.assemble import LoadedBot
+from fleetserve.bots.assemble import DEFAULT_CONFLICT_POLICY, ConflictPolicy, LoadedBot
 from fleetserve.bots.index import INDEX_NAME, read_index
 from fleetserve.bots.loader import load_bot_with_report
 from fleetserve.bots.rows import SUFFIXES
@@ -54,13 +54,19 @@ def discover_bots(path: Path) -> Iterator[BotResult]:
     return (load_source(source) for source in sources)
 
 
-def load_source(source: BotSource) -> BotResult:
+def load_source(
+    source: BotSource, conflicts: ConflictPolicy = DEFAULT_CONFLICT_POLICY
+) -> BotResult:
     """Load one found bot; never raises :class:`BotInputError`."""
     if source.error is not None:
         return BotResult(source.path, source.bot_id, error=source.error)
     try:
         loaded = load_bot_with_report(
-            source.path, bot_id=source.bot_id, language=source.language, source=source.source
+            source.path,
+            bot_id=source.bot_id,
+            language=source.language,
+            source=source.source,
+            conflicts=conflicts,
         )
     except BotInputError as exc:
         return BotResult(source.path, source.bot_id, error=exc)

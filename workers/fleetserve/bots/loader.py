@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetserve.bots.assemble import LoadedBot, assemble
+from fleetserve.bots.assemble import DEFAULT_CONFLICT_POLICY, ConflictPolicy, LoadedBot, assemble
 from fleetserve.bots.definition import BotDefinition, validate_bot_id, validate_language
 from fleetserve.bots.rows import SUFFIXES, BotFormat, parse_rows
 from fleetserve.bots.text import detect_language
@@ -24,6 +24,7 @@ def parse_bot(
     bot_id: str,
     language: str | None = None,
     source: str = "",
+    conflicts: ConflictPolicy = DEFAULT_CONFLICT_POLICY,
 ) -> LoadedBot:
     """A bot from the bytes of its file; pure. ``name`` is what error messages call the file.
 
@@ -38,7 +39,9 @@ def parse_bot(
         raise BotInputError(exc.reason, f"{name}: {exc}") from None
     rows = parse_rows(data, fmt, name)
     chosen = language if language is not None else detect_language(r.text for r in rows)
-    return assemble(rows, name=name, bot_id=bot_id, language=chosen, source=source)
+    return assemble(
+        rows, name=name, bot_id=bot_id, language=chosen, source=source, conflicts=conflicts
+    )
 
 
 def format_for(path: Path) -> BotFormat:
@@ -60,7 +63,12 @@ def load_bot(
 
 
 def load_bot_with_report(
-    path: Path, *, bot_id: str | None = None, language: str | None = None, source: str = ""
+    path: Path,
+    *,
+    bot_id: str | None = None,
+    language: str | None = None,
+    source: str = "",
+    conflicts: ConflictPolicy = DEFAULT_CONFLICT_POLICY,
 ) -> LoadedBot:
     """:func:`load_bot`, plus what was read and dropped."""
     fmt = format_for(path)
@@ -77,4 +85,5 @@ def load_bot_with_report(
         bot_id=path.stem if bot_id is None else bot_id,
         language=language,
         source=source,
+        conflicts=conflicts,
     )

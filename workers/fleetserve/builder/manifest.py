@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 
 from fleetserve.bots.definition import BotDefinition
@@ -39,11 +40,7 @@ def make_manifest(
         "gate": dict(built.gate),
         "build": {
             "params": dict(built.params),
-            "config": {
-                "search_budget_s": config.search_budget_s,
-                "int8_tolerance_points": config.int8_tolerance_points,
-                "seed": config.seed,
-            },
+            "config": asdict(config),
             "dataset_sha256": bot.content_hash(),
             "build_key": build_key,
             "utterances": len(bot.utterances),

@@ -34,7 +34,10 @@ def summarize(results: Sequence[BotBuildResult], wall_seconds: float) -> dict[st
         "median_model_bytes": statistics.median(sizes) if sizes else None,
         "max_model_bytes": max(sizes) if sizes else None,
         "median_build_seconds": round(statistics.median(built), 4) if built else None,
-        "median_accuracy": round(statistics.median(accuracies), 2) if accuracies else None,
+        # Cross-validated on each bot's own utterances (see BotBuildResult.accuracy).
+        "median_cv_accuracy": round(statistics.median(accuracies), 2) if accuracies else None,
+        "conflicts_resolved": sum(len(r.conflicts) for r in results),
+        "search_seconds": round(sum((r.search or {}).get("seconds", 0.0) for r in results), 2),
     }
 
 
@@ -46,10 +49,11 @@ def results_table(results: Sequence[BotBuildResult], limit: int = 50) -> Table:
         "status",
         "version",
         "quant",
-        "acc %",
+        "cv acc %",
         "int8 Δ",
         "bytes",
         "sec",
+        "conflicts",
         "reason",
     ):
         table.add_column(column)
@@ -64,10 +68,16 @@ def results_table(results: Sequence[BotBuildResult], limit: int = 50) -> Table:
             _num(r.int8_delta_points, 2),
             str(r.model_bytes or "-"),
             _num(r.build_seconds, 3),
+            str(len(r.conflicts)) if r.conflicts else "-",
             f"{r.reason}: {r.message}" if r.reason else (r.gate or ""),
         )
+    caption = [
+        "cv acc %: cross-validated accuracy on the bot's own utterances (each scored by a "
+        "model that did not train on it); the published model is refit on all of them"
+    ]
     if len(ordered) > limit:
-        table.caption = f"{len(ordered) - limit} more bots in the JSON report"
+        caption.append(f"{len(ordered) - limit} more bots in the JSON report")
+    table.caption = "\n".join(caption)
     return table
 
 

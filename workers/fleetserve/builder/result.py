@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["built", "skipped", "failed"]
@@ -15,12 +15,15 @@ class BotBuildResult:
     source: str = ""
     version: str | None = None
     quantization: str | None = None
-    accuracy: float | None = None  # of the published model, percent, on held-out data
-    accuracy_fp32: float | None = None
+    # Cross-validated accuracy (percent): pooled out-of-fold predictions on the bot's own
+    # utterances, i.e. what a user would measure on utterances the model never saw.
+    accuracy: float | None = None
     int8_delta_points: float | None = None
     gate: str | None = None
     model_bytes: int | None = None
     build_seconds: float = 0.0
+    search: dict[str, Any] | None = None
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
     message: str | None = None
 

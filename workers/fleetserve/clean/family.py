@@ -34,7 +34,7 @@ class FamilyChecker:
 
     def fit(self, train_rows: I64, labels: I64, n_classes: int, seed: int) -> ModelWeights:
         """A model of the family trained on ``train_rows`` with ``labels[train_rows]``."""
-        config = self.config.resolved(int(train_rows.size))
+        config = self.config.resolved(int(train_rows.size), n_classes)
         return train(
             select(self.features, train_rows),
             labels[train_rows],

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fleetserve.bots.assemble import CONFLICT_POLICIES, DEFAULT_CONFLICT_POLICY
 from fleetserve.bots.discover import find_bots
 from fleetserve.builder.config import BuildConfig
 from fleetserve.builder.fleet import build_all
@@ -16,16 +18,87 @@ from fleetserve.builder.report import results_table, summarize, write_report
 from fleetserve.builder.result import BotBuildResult
 from fleetserve.cli.context import pass_settings
 from fleetserve.config.settings import Settings
+from fleetserve.models.config import DEFAULT_MAX_MODEL_KB
+from fleetserve.models.distill import AUTO_MIN_UTTERANCES, DISTILL_MODES
+from fleetserve.models.objective import DEFAULT_LATENCY_WEIGHT, DEFAULT_SIZE_WEIGHT
+from fleetserve.models.search import STRATEGIES, Strategy
 
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option(
+    "--search",
+    "search_strategy",
+    type=click.Choice(STRATEGIES),
+    default=None,
+    help="Search strategy, each trial scored by k-fold cross-validation "
+    "[default: tpe with --search-budget, else none].",
+)
+@click.option(
     "--search-budget",
     type=click.FloatRange(0),
     default=0.0,
     show_default=True,
-    help="Seconds of hyper-parameter search per bot (0: the family's defaults).",
+    help="Seconds of search per bot (0: the family's defaults, still cross-validated). "
+    "In a fleet, one bot per group of similar bots gets it all; the others start from "
+    "that bot's best and get --warm-budget-fraction of it.",
+)
+@click.option(
+    "--warm-budget-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="Share of --search-budget for bots warm-started from a similar bot's search.",
+)
+@click.option(
+    "--max-model-kb",
+    type=click.FloatRange(8),
+    default=DEFAULT_MAX_MODEL_KB,
+    show_default=True,
+    help="Size cap of each published model; small bots get smaller tables on their own.",
+)
+@click.option(
+    "--distill",
+    type=click.Choice(DISTILL_MODES),
+    default="auto",
+    show_default=True,
+    help="Train each model from a larger teacher's soft labels on the utterances and "
+    f"word-dropped copies (about 4x the build time); auto: bots of {AUTO_MIN_UTTERANCES}+ "
+    "utterances.",
+)
+@click.option(
+    "--fallback-quantile",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="Fallback threshold: about this share of in-scope queries falls back.",
+)
+@click.option(
+    "--target-oos-recall",
+    type=click.FloatRange(0, 100, min_open=True),
+    default=None,
+    help="Fallback threshold: reject at least this percent of the bot's out-of-scope examples.",
+)
+@click.option(
+    "--conflicts",
+    type=click.Choice(CONFLICT_POLICIES),
+    default=DEFAULT_CONFLICT_POLICY,
+    show_default=True,
+    help="A text under two labels: keep the majority label (a tie drops it), the first, "
+    "drop it, or fail the bot. Every resolution is listed in the report.",
+)
+@click.option(
+    "--size-weight",
+    type=click.FloatRange(0),
+    default=DEFAULT_SIZE_WEIGHT,
+    show_default=True,
+    help="Search objective: accuracy points a KB of model costs.",
+)
+@click.option(
+    "--latency-weight",
+    type=click.FloatRange(0),
+    default=DEFAULT_LATENCY_WEIGHT,
+    show_default=True,
+    help="Search objective: accuracy points a microsecond of batch-1 latency costs.",
 )
 @click.option(
     "--int8-tolerance",
@@ -35,8 +108,12 @@ from fleetserve.config.settings import Settings
     help="Publish int8 only if it loses at most this many accuracy points to fp32.",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed for splits and training."
+    "--keep-fp32/--no-keep-fp32",
+    default=False,
+    show_default=True,
+    help="Keep the fp32 model beside an int8 snapshot, for `fleetserve eval`.",
 )
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for folds and training.")
 @click.option(
     "--workers",
     type=click.IntRange(1),
@@ -53,17 +130,26 @@ from fleetserve.config.settings import Settings
 @pass_settings
 def build(
     settings: Settings,
+    /,
     path: Path,
-    search_budget: float,
-    int8_tolerance: float,
-    seed: int,
+    search_strategy: Strategy | None,
     workers: int | None,
     report_path: Path | None,
+    **options: Any,
 ) -> None:
-    """Build one bot, a folder of bots or a fleet into snapshots; unchanged bots are skipped."""
+    """Build one bot, a folder of bots or a fleet into snapshots; unchanged bots are skipped.
+
+    Each configuration is scored by k-fold cross-validation on the bot's utterances, and
+    the published model is then refit on all of them.
+    """
     sources = find_bots(path)
+    budget = options.pop("search_budget")
+    strategy: Strategy = search_strategy or ("tpe" if budget > 0 else "none")
     config = BuildConfig(
-        search_budget_s=search_budget, int8_tolerance_points=int8_tolerance, seed=seed
+        search_budget_s=budget,
+        search_strategy=strategy,
+        int8_tolerance_points=options.pop("int8_tolerance"),
+        **options,
     )
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -88,7 +174,9 @@ def build(
         f"built {summary['built']}, skipped {summary['skipped']}, failed {summary['failed']} "
         f"of {summary['bots']} bots in {summary['wall_seconds']} s "
         f"(int8 {summary['int8']}, fp32 {summary['fp32']}; median {summary['median_model_bytes']} "
-        f"bytes); store {settings.store_dir}; report {report}"
+        f"bytes; median cross-validated accuracy {summary['median_cv_accuracy']}%; "
+        f"{summary['conflicts_resolved']} conflicting texts resolved); "
+        f"store {settings.store_dir}; report {report}"
     )
     if summary["failed"]:
         raise SystemExit(1)

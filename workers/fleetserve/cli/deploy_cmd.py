@@ -16,7 +16,10 @@ from fleetserve.config.settings import Settings, Stage
 from fleetserve.core.facts import STAGES
 from fleetserve.deploy.control import ControlPlane
 from fleetserve.deploy.placement import Placement, PublishingPlacement, TopicPlacement
+from fleetserve.errors import DeploymentRefused
 from fleetserve.kafka.probe import describe_cluster
+from fleetserve.monitor.promotion import PromotionPolicy, promotion_problems
+from fleetserve.shadow.report import shadow_report
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve.store.select import model_store
 from fleetserve.topics.loader import load_topics
@@ -96,13 +99,55 @@ def deploy(
 @click.argument("bot_id")
 @click.option("--from", "source", type=STAGE_CHOICE, required=True, help="Stage to copy from.")
 @click.option("--to", "target", type=STAGE_CHOICE, required=True, help="Stage to serve it on.")
+@click.option(
+    "--guarded",
+    is_flag=True,
+    help="Refuse unless the shadow group's replies (--shadow-topic) meet the policy.",
+)
+@click.option("--shadow-topic", help="The replies topic of the shadow group serving --from.")
+@click.option("--min-joined", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.9, show_default=True)
+@click.option(
+    "--max-fallback-increase", type=click.FloatRange(0, 1), default=0.05, show_default=True
+)
 @actor_option
 @pass_settings
-def promote(settings: Settings, bot_id: str, source: str, target: str, actor: str) -> None:
+def promote(settings: Settings, /, bot_id: str, source: str, target: str, **options: Any) -> None:
     """Serve on one stage what another stage serves now, e.g. beta to real."""
-    with closing(control_plane(settings, actor)) as plane:
-        record = plane.promote(bot_id, source, target)
+    with closing(control_plane(settings, options["actor"])) as control:
+        if options["guarded"]:
+            _check_shadow(settings, control, bot_id, source, options)
+        record = control.promote(bot_id, source, target)
     _echo_stage(record, target)
+
+
+def _check_shadow(
+    settings: Settings, control: ControlPlane, bot_id: str, source: str, options: dict[str, Any]
+) -> None:
+    if not options["shadow_topic"]:
+        raise click.UsageError("--guarded needs --shadow-topic (the shadow group's replies)")
+    live = ((control.current(bot_id) or {}).get("stages") or {}).get(source)
+    if live is None:
+        raise DeploymentRefused(f"{bot_id} has nothing deployed on {source} to promote")
+    topics = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
+    report = shadow_report(
+        settings.kafka,
+        real_topic=topics.name("replies"),
+        shadow_topic=options["shadow_topic"],
+        bots=frozenset({bot_id}),
+    )
+    stats = next((row for row in report.bots if row.bot_id == bot_id), None)
+    policy = PromotionPolicy(
+        options["min_joined"], options["min_agreement"], options["max_fallback_increase"]
+    )
+    problems = promotion_problems(stats, live["model_version"], policy)
+    if problems:
+        raise DeploymentRefused(f"guarded promotion of {bot_id} refused: " + "; ".join(problems))
+    assert stats is not None
+    click.echo(
+        f"shadow evidence: {stats.joined} joined, agreement {stats.agreement_rate:.1%}, "
+        f"fallback {stats.shadow_fallback_rate:.1%} (real {stats.real_fallback_rate:.1%})"
+    )
 
 
 @click.command()

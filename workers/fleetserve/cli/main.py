@@ -19,8 +19,10 @@ from fleetserve.cli.config_cmd import config
 from fleetserve.cli.demo_cmd import demo
 from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
 from fleetserve.cli.dlq_cmd import dlq
+from fleetserve.cli.eval_cmd import eval_command
 from fleetserve.cli.exit_codes import exit_code_for
 from fleetserve.cli.gc_cmd import gc
+from fleetserve.cli.monitor_cmd import monitor
 from fleetserve.cli.publish_cmd import publish
 from fleetserve.cli.relabel_cmd import relabel
 from fleetserve.cli.replies_cmd import replies
@@ -129,6 +131,7 @@ cli.add_command(broker)
 cli.add_command(topics)
 cli.add_command(bots)
 cli.add_command(build)
+cli.add_command(eval_command)
 cli.add_command(deploy)
 cli.add_command(promote)
 cli.add_command(rollback)
@@ -142,6 +145,7 @@ cli.add_command(replies)
 cli.add_command(shadow_report_command)
 cli.add_command(worker)
 cli.add_command(dlq)
+cli.add_command(monitor)
 cli.add_command(relabel)
 cli.add_command(clean)
 

@@ -65,6 +65,8 @@ class ServingSettings:
     disk_cache: str | None = None
     disk_cache_bytes: int = 4 * GIB
     model_fetch_timeout_ms: int = 5_000
+    # Per-bot statistics: each worker flushes its summaries at most this often (ms).
+    stats_interval_ms: int = 2_000
     # Test-only fault injection: the worker SIGKILLs itself on a query containing this text.
     fault_kill_on_text: str | None = None
 
@@ -151,6 +153,8 @@ KNOBS: Final = (
     Knob("model_fetch_timeout_ms", "int", "With --store kafka: longest wait for a snapshot "
          "from the models topic before its queries go to the retry tier.", low=100,
          high=600_000),
+    Knob("stats_interval_ms", "int", "Flush per-bot statistics to the bot-stats topic at "
+         "most this often.", low=100, high=600_000),
     Knob("fault_kill_on_text", "text", "Test only: SIGKILL the worker on this query text.",
          hidden=True),
 )  # fmt: skip

@@ -1,4 +1,4 @@
-"""TypedDicts of the four v1 message shapes, for mypy; the JSON Schemas are the contract."""
+"""TypedDicts of the v1 message shapes, for mypy; the JSON Schemas are the contract."""
 
 # No `from __future__ import annotations`: on Python 3.11 it hides NotRequired
 # from TypedDict, which would then report every key as required.
@@ -7,6 +7,7 @@ from typing import Final, Literal, NotRequired, TypedDict
 Stage = Literal["dev", "beta", "real"]
 Quantization = Literal["int8", "fp32"]
 DeploymentAction = Literal["deploy", "promote", "rollback"]
+GuardMetric = Literal["fallback_rate", "mean_confidence", "dead_letter_rate", "inference_ms"]
 Phase = Literal["decode", "route", "load", "infer", "publish"]
 DeadLetterReason = Literal[
     "decode",
@@ -180,6 +181,27 @@ class Stages(TypedDict, total=False):
     real: StageDeployment
 
 
+class GuardCheck(TypedDict):
+    metric: GuardMetric
+    new: float
+    old: float
+    new_n: int
+    old_n: int
+    p_value: float | None
+    limit: float
+    breached: bool
+
+
+class RollbackEvidence(TypedDict):
+    stage: Stage
+    rolled_back_version: str
+    restored_version: str
+    test: str
+    checks: list[GuardCheck]
+    observed_from_ms: int
+    observed_to_ms: int
+
+
 class DeploymentV1(TypedDict):
     version: Literal[1]
     bot_id: str
@@ -187,3 +209,65 @@ class DeploymentV1(TypedDict):
     action: DeploymentAction
     actor: str
     updated_at_ms: int
+    evidence: NotRequired[RollbackEvidence]
+
+
+class StatsWorker(TypedDict):
+    id: str
+    group: str
+    started_at_ms: int
+
+
+class ConfidenceStats(TypedDict):
+    sum: float
+    sum_sq: float
+    histogram: list[int]
+
+
+class MarginStats(TypedDict):
+    histogram: list[int]
+
+
+class LatencyStats(TypedDict):
+    sum: float
+    histogram: list[int]
+
+
+class InferenceStats(TypedDict):
+    sum: float
+    sum_sq: float
+
+
+class DeadLettersByReason(TypedDict, total=False):
+    decode: int
+    schema: int
+    too_large: int
+    unknown_bot: int
+    no_deployment: int
+    model_missing: int
+    model_corrupt: int
+    model_load_failed: int
+    inference_error: int
+    deadline_exceeded: int
+    retries_exhausted: int
+    publish_failed: int
+    internal_error: int
+    poison: int
+
+
+class BotStatsV1(TypedDict):
+    version: Literal[1]
+    bot_id: str
+    model_version: str | None
+    stage: Stage | None
+    window_start_ms: int
+    window_end_ms: int
+    worker: StatsWorker
+    seq: int
+    replies: int
+    fallbacks: int
+    confidence: ConfidenceStats
+    margin: MarginStats
+    latency_ms: LatencyStats
+    inference_ms: InferenceStats
+    dead_letters: DeadLettersByReason

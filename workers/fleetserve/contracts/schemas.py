@@ -20,12 +20,13 @@ Validator = Callable[[Any], Any]
 
 
 class MessageKind(enum.StrEnum):
-    """The four message contracts."""
+    """The message contracts."""
 
     QUERY = "query"
     REPLY = "reply"
     DEAD_LETTER = "dead_letter"
     DEPLOYMENT = "deployment"
+    BOT_STATS = "bot_stats"
 
 
 def schema_dir() -> Traversable:

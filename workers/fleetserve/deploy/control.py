@@ -7,7 +7,7 @@ not there yet; the record names the snapshot's location on the models topic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +68,16 @@ class ControlPlane:
         self._check_live(record, bot_id, target)
         return self._publish(record)
 
-    def rollback(self, bot_id: str, stage: str) -> dict[str, Any]:
+    def rollback(
+        self, bot_id: str, stage: str, evidence: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         record = records.rollback(
-            self.current(bot_id), bot_id=bot_id, stage=stage, actor=self.actor, now_ms=now_ms()
+            self.current(bot_id),
+            bot_id=bot_id,
+            stage=stage,
+            actor=self.actor,
+            now_ms=now_ms(),
+            evidence=evidence,
         )
         self._check_live(record, bot_id, stage)
         return self._publish(record)

@@ -7,6 +7,8 @@
   machine) is taken from the topic.
 * :class:`TopicPlacement` (``--store kafka``): the snapshot must be on the models topic
   already; it is fetched and its bytes checked against the index's sha256.
+* :class:`LocalPlacement`: no models topic known (a caller without one); the snapshot is
+  checked in the directory and the deployment names no location.
 
 Each returns the sha256 the deployment will carry and, when there is one, the location.
 """
@@ -67,6 +69,22 @@ def build_order(store: ArtifactStore, bot_id: str) -> list[str]:
 def verified_sha256(store: ArtifactStore, bot_id: str, version: str) -> str:
     """The snapshot's sha256, only if it exists and its file still matches its manifest."""
     return sha256_hex(verified_snapshot(store, bot_id, version)[1])
+
+
+@dataclass(frozen=True)
+class LocalPlacement:
+    """No models topic: the snapshot is checked in the directory, the record names no place."""
+
+    store: ArtifactStore
+
+    def prepare(self) -> None:
+        return None
+
+    def place(self, bot_id: str, version: str) -> Placed:
+        return Placed(verified_sha256(self.store, bot_id, version))
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)

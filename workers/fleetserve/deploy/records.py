@@ -11,6 +11,7 @@ whatever a stage serves or can roll back to is found with one fetch.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from fleetserve.core.records import Coordinates
@@ -70,8 +71,19 @@ def promote(
     return _stamp(record, "promote", actor, now_ms)
 
 
-def rollback(current: Record | None, *, bot_id: str, stage: str, actor: str, now_ms: int) -> Record:
-    """Return ``stage`` to the snapshot it served before the current one."""
+def rollback(
+    current: Record | None,
+    *,
+    bot_id: str,
+    stage: str,
+    actor: str,
+    now_ms: int,
+    evidence: Mapping[str, Any] | None = None,
+) -> Record:
+    """Return ``stage`` to the snapshot it served before the current one.
+
+    ``evidence``: why the monitor's guard rolled back (deployment v1 ``evidence``).
+    """
     live = (current or {}).get("stages", {}).get(stage)
     if live is None:
         raise DeploymentRefused(f"{bot_id} has nothing deployed on {stage} to roll back")
@@ -86,6 +98,8 @@ def rollback(current: Record | None, *, bot_id: str, stage: str, actor: str, now
     entry["deployed_at_ms"] = now_ms
     entry["previous"] = older
     record["stages"][stage] = entry
+    if evidence is not None:
+        record["evidence"] = dict(evidence)
     return _stamp(record, "rollback", actor, now_ms)
 
 
@@ -116,7 +130,9 @@ def _start(current: Record | None, bot_id: str) -> Record:
         return {"version": 1, "bot_id": bot_id, "stages": {}}
     if current.get("bot_id") != bot_id:
         raise DeploymentRefused(f"record is for {current.get('bot_id')!r}, not {bot_id!r}")
-    return copy.deepcopy(current)
+    record = copy.deepcopy(current)
+    record.pop("evidence", None)  # evidence explains one rollback, not the records after it
+    return record
 
 
 def _history_after(

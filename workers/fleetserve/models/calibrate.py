@@ -16,11 +16,37 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from fleetserve.errors import ConfigError
+
 F32 = npt.NDArray[np.float32]
 Bools = npt.NDArray[np.bool_]
-Source = Literal["in_scope_and_oos", "in_scope_quantile", "none"]
+Source = Literal["in_scope_and_oos", "in_scope_quantile", "target_oos_recall", "none"]
 
 DEFAULT_QUANTILE = 0.05
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How the threshold is chosen; at most one of the two may be set.
+
+    ``quantile``: about this share of in-scope queries falls back. ``target_oos_recall``
+    (percent): the lowest threshold that rejects at least that share of the bot's
+    out-of-scope examples. Neither: the best split when the bot has out-of-scope examples,
+    else the default quantile.
+    """
+
+    quantile: float | None = None
+    target_oos_recall: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.quantile is not None and self.target_oos_recall is not None:
+            raise ConfigError("choose a fallback quantile or a target oos recall, not both")
+        if self.quantile is not None and not 0 <= self.quantile < 1:
+            raise ConfigError(f"fallback quantile must be in [0, 1), got {self.quantile}")
+        if self.target_oos_recall is not None and not 0 < self.target_oos_recall <= 100:
+            raise ConfigError(
+                f"target oos recall must be in (0, 100] percent, got {self.target_oos_recall}"
+            )
 
 
 @dataclass(frozen=True)
@@ -35,14 +61,26 @@ def calibrate_threshold(
     in_correct: Bools,
     oos_confidence: F32,
     *,
-    quantile: float = DEFAULT_QUANTILE,
+    options: CalibrationOptions | None = None,
 ) -> Calibration:
     """A query falls back when its top probability is below the returned threshold."""
-    if in_confidence.size and oos_confidence.size:
+    options = options or CalibrationOptions()
+    if options.target_oos_recall is not None and oos_confidence.size:
+        return _for_oos_recall(oos_confidence, options.target_oos_recall)
+    quantile = DEFAULT_QUANTILE if options.quantile is None else options.quantile
+    if options.quantile is None and in_confidence.size and oos_confidence.size:
         return _best_split(in_confidence, in_correct, oos_confidence)
     if in_confidence.size:
         return Calibration(float(np.quantile(in_confidence, quantile)), "in_scope_quantile", None)
     return Calibration(0.0, "none", None)
+
+
+def _for_oos_recall(oos_confidence: F32, target_percent: float) -> Calibration:
+    ranked = np.sort(oos_confidence)
+    needed = int(np.ceil(target_percent / 100.0 * ranked.size))
+    # Just above the needed-th lowest confidence: that many examples fall below it.
+    threshold = float(np.nextafter(ranked[needed - 1], np.float32(np.inf)))
+    return Calibration(min(threshold, 1.0), "target_oos_recall", None)
 
 
 def _best_split(in_confidence: F32, in_correct: Bools, oos_confidence: F32) -> Calibration:

@@ -11,10 +11,11 @@ from fleetserve.errors import ConfigError
 from fleetserve.models.featurize import FeaturizerSpec
 from fleetserve.models.train import TrainParams
 
-# Defaults for the fleet: a ~130 KB int8 model (4096 x 32 table) that builds in well under
-# 100 ms for a median CLINC-derived bot (bench/components/clinc_bench.py).
+# Defaults for the fleet. The table's bucket count is then fitted to the size cap and to
+# the bot's own n-grams (models/sizing.py); dropout and label smoothing regularize the small
+# bots that most of a fleet is (docs/architecture.md, "Model factory", has the measurements).
 DEFAULT_FEATURIZER = FeaturizerSpec()
-DEFAULT_TRAINING = TrainParams()
+DEFAULT_TRAINING = TrainParams(dim=40, dropout=0.3, label_smoothing=0.1)
 # A search constraint, not a model property: candidates whose int8 file would exceed it
 # are skipped.
 MAX_MODEL_KB = "max_model_kb"
@@ -62,15 +63,24 @@ class ModelConfig:
         featurizer = {k: v for k, v in self.featurizer.to_dict().items() if k in _FEATURIZER_KEYS}
         return {**featurizer, **self.training.to_dict(), MAX_MODEL_KB: self.max_model_kb}
 
-    def resolved(self, n_texts: int) -> ModelConfig:
+    def resolved(self, n_texts: int, n_classes: int = 1) -> ModelConfig:
         """Data-scaled training defaults made explicit (see :meth:`TrainParams.schedule`)."""
-        return replace(self, training=self.training.resolved(n_texts))
+        return replace(self, training=self.training.resolved(n_texts, n_classes))
 
-    def model_kb(self, n_classes: int) -> float:
+    def model_kb(self, n_classes: int, label_bytes: int | None = None) -> float:
         """Estimated int8 file size: table and head at a byte per weight, fp32 bias, and
         about 4 KB of graph, scales and metadata (labels included)."""
         dim = self.training.dim
-        return (self.featurizer.buckets * dim + dim * n_classes + 4 * n_classes + 4096) / 1024
+        return (self.featurizer.buckets * dim + overhead_bytes(n_classes, dim, label_bytes)) / 1024
 
     def fits(self, n_classes: int) -> bool:
         return self.model_kb(n_classes) <= self.max_model_kb
+
+
+def overhead_bytes(n_classes: int, dim: int, label_bytes: int | None = None) -> int:
+    """Everything in an int8 file but the table: head, fp32 bias, graph, scales, metadata.
+
+    ``label_bytes``: the labels' JSON in the metadata (estimated at 24 B each if unknown).
+    """
+    labels = 24 * n_classes if label_bytes is None else label_bytes
+    return dim * n_classes + 4 * n_classes + labels + 4096

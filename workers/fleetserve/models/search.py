@@ -1,188 +1,286 @@
-"""Coordinate search over a small grid, scored on validation accuracy, within a time budget.
+"""Choose a configuration by cross-validation: none, coordinate, TPE, CMA-ES or evolution.
 
-From the base configuration, each coordinate in turn tries its neighbouring grid values
-(one step down and up); a strictly better validation accuracy moves the search there. Passes
-repeat until one changes nothing or the budget is spent. A candidate whose predicted time
-(the base trial's time scaled by its training flops) would overrun the budget, or whose
-int8 table exceeds ``max_model_kb``, is skipped. Same inputs and a budget that is not hit
-give the same result; a budget that is hit makes the result depend on machine speed.
+Every candidate is scored by :class:`~fleetserve.models.objective.Objective` on k-fold
+cross-validation (:mod:`crossval`). Strategies:
+
+- ``none``: the base configuration alone (the default build): its CV accuracy is still
+  measured, because that is the number the report gives.
+- ``coordinate``: from the base, each grid coordinate steps one value down and up; a better
+  score moves there; passes repeat until a pass changes nothing or the budget is spent.
+- ``tpe``, ``cmaes``, ``evolution``: optuna's TPE, CMA-ES and NSGA-II (a genetic algorithm)
+  samplers over the same space, with a median pruner fed after every fold, so a bad
+  configuration usually costs one fold, not k.
+
+The search runs until the budget is spent, the trial cap is hit, or (coordinate) no
+neighbour improves; the result says which. Warm starts (the best parameters of similar
+bots, see ``builder/warm.py``) are tried first.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
-import numpy.typing as npt
-
-from fleetserve.models.config import ModelConfig
-from fleetserve.models.evaluate import accuracy
-from fleetserve.models.featurize import Features, FeaturizerSpec, featurize
-from fleetserve.models.train import ModelWeights, forward, train
+from fleetserve.errors import ConfigError
+from fleetserve.models.config import ModelConfig, overhead_bytes
+from fleetserve.models.crossval import CvResult, FoldReport, cross_validate
+from fleetserve.models.data import BotData
+from fleetserve.models.distill import Distillation
+from fleetserve.models.folds import Fold
+from fleetserve.models.latency import weights_latency_us
+from fleetserve.models.objective import Objective
+from fleetserve.models.sizing import fit_to_cap
+from fleetserve.models.space import (
+    GRID,
+    buckets_for,
+    coordinate_neighbours,
+    fill_for,
+    suggest,
+)
 
 logger = logging.getLogger(__name__)
 
-I64 = npt.NDArray[np.int64]
-
-# Ordered by how much they moved validation accuracy in bench/components/clinc_bench.py runs.
-GRID: dict[str, list[Any]] = {
-    "char_ngrams": [(1, 3), (2, 4), (3, 5), (2, 5)],
-    "dim": [16, 24, 32, 48, 64, 96],
-    "buckets": [2048, 4096, 8192, 12288, 16384, 32768],
-    "epochs": [3, 5, 8, 12, 20],
-    "dropout": [0.0, 0.2, 0.4],
-    "lr": [0.01, 0.02, 0.04],
-    "batch_size": [32, 64, 128],
-    "label_smoothing": [0.0, 0.1],
-    "word_ngram_max": [1, 2],
-    "pooling": ["mean", "sqrt"],
-}
+Strategy = Literal["none", "coordinate", "tpe", "cmaes", "evolution"]
+STRATEGIES: tuple[Strategy, ...] = ("none", "coordinate", "tpe", "cmaes", "evolution")
+MAX_TRIALS = 500
 
 
 @dataclass(frozen=True)
-class Data:
-    texts: Sequence[str]
-    labels: I64
+class SearchOptions:
+    strategy: Strategy = "none"
+    budget_s: float = 0.0
+    objective: Objective = field(default_factory=Objective)
+    warm_start: tuple[Mapping[str, Any], ...] = ()
+    max_trials: int = MAX_TRIALS
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown search strategy {self.strategy!r}; use one of {STRATEGIES}")
 
 
 @dataclass(frozen=True)
-class Trial:
+class Candidate:
     config: ModelConfig
-    weights: ModelWeights
-    val_accuracy: float
-    seconds: float
+    cv: CvResult
+    model_kb: float
+    latency_us: float
+    score: float
 
     def record(self) -> dict[str, Any]:
         return {
             "params": self.config.to_params(),
-            "val_accuracy": self.val_accuracy,
-            "seconds": self.seconds,
+            "cv_accuracy": round(self.cv.accuracy, 3),
+            "folds_run": len(self.cv.fold_accuracies),
+            "model_kb": round(self.model_kb, 1),
+            "latency_us": round(self.latency_us, 2),
+            "score": round(self.score, 3),
+            "seconds": round(self.cv.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    best: Candidate
+    trials: list[dict[str, Any]]
+    stop_reason: str
+    seconds: float
+    strategy: Strategy
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "trials": len(self.trials),
+            "pruned": sum(1 for t in self.trials if t.get("pruned")),
+            "seconds": round(self.seconds, 3),
+            "stop_reason": self.stop_reason,
+            "best_params": self.best.config.to_params(),
+            "best_score": round(self.best.score, 3),
         }
 
 
 @dataclass
-class _Search:
-    train: Data
-    val: Data
-    n_classes: int
+class _Evaluator:
+    data: BotData
+    folds: Sequence[Fold]
     seed: int
-    budget_s: float
+    options: SearchOptions
+    distillation: Distillation | None
     started: float = field(default_factory=time.perf_counter)
-    records: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # weights are kept for the best only
-    seen: set[ModelConfig] = field(default_factory=set)
-    _features: dict[tuple[FeaturizerSpec, str], Features] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    best: Candidate | None = None
 
-    def run_trial(self, config: ModelConfig) -> Trial:
-        started = time.perf_counter()
-        weights = train(
-            self.features(config.featurizer, "train"),
-            self.train.labels,
-            self.n_classes,
-            config.featurizer.buckets,
-            config.training,
-            self.seed,
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def evaluate(self, config: ModelConfig, report: FoldReport | None = None) -> Candidate:
+        config = config.resolved(len(self.data.texts), self.data.n_classes)
+        cv = cross_validate(
+            self.data, config, self.folds, self.seed, distillation=self.distillation, report=report
         )
-        score = accuracy(forward(weights, self.features(config.featurizer, "val")), self.val.labels)
-        trial = Trial(config, weights, score, time.perf_counter() - started)
-        self.records.append(trial.record())
-        self.seen.add(config)
-        logger.debug("trial %s: val %.2f in %.2fs", config.to_params(), score, trial.seconds)
-        return trial
-
-    def features(self, spec: FeaturizerSpec, split: str) -> Features:
-        key = (spec, split)
-        if key not in self._features:
-            data = self.train if split == "train" else self.val
-            self._features[key] = featurize(spec, data.texts)
-        return self._features[key]
-
-    def affordable(self, config: ModelConfig, base: Trial) -> bool:
-        predicted = base.seconds * _flops(config, self.train) / _flops(base.config, self.train)
-        return time.perf_counter() - self.started + predicted <= self.budget_s
+        kb = config.model_kb(self.data.n_classes, self.data.label_bytes)
+        latency = 0.0
+        if self.options.strategy != "none":
+            latency = weights_latency_us(cv.sample_weights, config.featurizer, self.data.texts)
+        score = self.options.objective.score(cv.accuracy, kb, latency)
+        candidate = Candidate(config, cv, kb, latency, score)
+        self.trials.append({**candidate.record(), "pruned": not cv.complete})
+        if cv.complete and (self.best is None or score > self.best.score):
+            self.best = candidate
+        logger.debug("trial %s", self.trials[-1])
+        return candidate
 
 
-def train_once(
-    train_data: Data, val: Data, n_classes: int, config: ModelConfig, seed: int
-) -> Trial:
-    """The base configuration alone: what a zero search budget gets (``val`` may be empty)."""
-    search = _Search(train_data, val, n_classes, seed, budget_s=0.0)
-    return search.run_trial(config.resolved(len(train_data.texts)))
-
-
-def coordinate_search(
-    train_data: Data,
-    val: Data,
-    n_classes: int,
+def search(
+    data: BotData,
     base: ModelConfig,
-    *,
-    budget_s: float,
+    folds: Sequence[Fold],
     seed: int,
-) -> tuple[Trial, list[dict[str, Any]]]:
-    """The best trial (weights included, so the winner is not trained twice) and a record of
-    every trial (params, validation accuracy, seconds)."""
-    search = _Search(train_data, val, n_classes, seed, budget_s)
-    # Explicit epochs and batch size, so the grid can step from them and the record shows them.
-    best = search.run_trial(base.resolved(len(train_data.texts)))
-    base_trial = best
+    options: SearchOptions,
+    distillation: Distillation | None = None,
+) -> SearchResult:
+    """The best configuration found, every trial, and why the search stopped."""
+    run = _Evaluator(data, folds, seed, options, distillation)
+    run.evaluate(base)
+    for params in options.warm_start:
+        warm = _with(base, params)
+        if warm.model_kb(data.n_classes, data.label_bytes) > base.max_model_kb:
+            warm = fit_to_cap(warm, data.n_classes, data)  # more intents: fewer buckets
+        run.evaluate(warm)
+    reason = "strategy none: the base configuration only"
+    if options.strategy == "coordinate":
+        reason = _coordinate(run, base.max_model_kb)
+    elif options.strategy != "none":
+        reason = _optuna(run, base)
+    assert run.best is not None
+    result = SearchResult(run.best, run.trials, reason, run.elapsed(), options.strategy)
+    log = logger.info if options.strategy != "none" else logger.debug
+    log(
+        "search %s: %d trials in %.1fs (%s), best cv %.2f",
+        options.strategy,
+        len(run.trials),
+        result.seconds,
+        reason,
+        run.best.cv.accuracy,
+    )
+    return result
+
+
+def _with(base: ModelConfig, params: Mapping[str, Any]) -> ModelConfig:
+    kept = {k: v for k, v in params.items() if k not in ("max_model_kb", "seed")}
+    return base.with_params(kept)
+
+
+def _out_of_budget(run: _Evaluator) -> str | None:
+    if run.elapsed() >= run.options.budget_s:
+        return f"budget spent ({run.options.budget_s:g} s)"
+    if len(run.trials) >= run.options.max_trials:
+        return f"trial cap reached ({run.options.max_trials})"
+    return None
+
+
+def _coordinate(run: _Evaluator, max_kb: float) -> str:
+    assert run.best is not None
+    tried: set[ModelConfig] = {run.best.config}
     moved = True
     while moved:
         moved = False
         for coordinate in GRID:
-            for candidate in _neighbours(best.config, coordinate):
-                if candidate in search.seen or not candidate.fits(n_classes):
+            for candidate in coordinate_neighbours(run.best.config, coordinate):
+                resolved = candidate.resolved(len(run.data.texts), run.data.n_classes)
+                kb = resolved.model_kb(run.data.n_classes, run.data.label_bytes)
+                if resolved in tried or kb > max_kb:
                     continue
-                if not search.affordable(candidate, base_trial):
-                    continue
-                trial = search.run_trial(candidate)
-                if trial.val_accuracy > best.val_accuracy:
-                    best, moved = trial, True
-    logger.info(
-        "search: %d trials in %.1fs, best val %.2f with %s",
-        len(search.records),
-        time.perf_counter() - search.started,
-        best.val_accuracy,
-        best.config.to_params(),
+                stop = _out_of_budget(run)
+                if stop:
+                    return stop
+                tried.add(resolved)
+                before = run.best
+                run.evaluate(candidate)
+                moved = moved or run.best is not before
+    return "converged: no neighbour of the best configuration scores higher"
+
+
+def _optuna(run: _Evaluator, base: ModelConfig) -> str:
+    import optuna  # noqa: PLC0415 - only searches pay for importing it
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=_sampler(run.options.strategy, run.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
     )
-    return best, search.records
+    for trial in list(run.trials):  # the base and warm starts seed the sampler's model
+        dim = trial["params"]["dim"]
+        _tell(study, trial, _max_buckets(run.data, base.max_model_kb, dim))
+    study.optimize(
+        _objective(run, base),
+        timeout=max(0.0, run.options.budget_s - run.elapsed()),
+        n_trials=max(0, run.options.max_trials - len(run.trials)),
+        catch=(ConfigError,),
+    )
+    return _out_of_budget(run) or "optuna stopped"
 
 
-def _neighbours(config: ModelConfig, coordinate: str) -> list[ModelConfig]:
-    current = _get(config, coordinate)
-    values = GRID[coordinate]
-    if current in values:
-        index = values.index(current)
-        picks = [values[i] for i in (index - 1, index + 1) if 0 <= i < len(values)]
-    else:  # off-grid base value: the nearest grid values on each side
-        picks = _around(values, current)
-    return [_set(config, coordinate, value) for value in picks]
+def _sampler(strategy: Strategy, seed: int) -> Any:
+    import optuna  # noqa: PLC0415
+
+    if strategy == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+    if strategy == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
 
 
-def _around(values: list[Any], current: Any) -> list[Any]:
-    if not isinstance(current, int | float) or isinstance(current, bool):
-        return [v for v in values if v != current][:2]
-    below = [v for v in values if v < current]
-    above = [v for v in values if v > current]
-    return ([below[-1]] if below else []) + ([above[0]] if above else [])
+def _max_buckets(data: BotData, max_model_kb: float, dim: int) -> int:
+    overhead = overhead_bytes(data.n_classes, dim, data.label_bytes)
+    return int((max_model_kb * 1024 - overhead) // dim)
 
 
-def _get(config: ModelConfig, coordinate: str) -> Any:
-    if coordinate == "char_ngrams":
-        return (config.featurizer.char_ngram_min, config.featurizer.char_ngram_max)
-    return config.to_params()[coordinate]
+def _tell(study: Any, trial: Mapping[str, Any], allowed: int) -> None:
+    import optuna  # noqa: PLC0415
+
+    params = dict(trial["params"])
+    params["table_fill"] = fill_for(params["buckets"], allowed)
+    distributions = {k: v for k, v in _distributions().items() if k in params}
+    values = {k: params[k] for k in distributions}
+    try:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=values, distributions=distributions, value=trial["score"]
+            )
+        )
+    except ValueError:  # a warm start outside the space: it still competes as a candidate
+        logger.debug("warm start %s is outside the search space", values)
 
 
-def _set(config: ModelConfig, coordinate: str, value: Any) -> ModelConfig:
-    if coordinate == "char_ngrams":
-        return config.with_params({"char_ngram_min": value[0], "char_ngram_max": value[1]})
-    return config.with_params({coordinate: value})
+def _distributions() -> dict[str, Any]:
+    from fleetserve.models.space import distributions  # noqa: PLC0415
+
+    return distributions()
 
 
-def _flops(config: ModelConfig, data: Data) -> float:
-    epochs, _ = config.training.schedule(len(data.texts))
-    return float(epochs * config.featurizer.buckets * config.training.dim)
+def _objective(run: _Evaluator, base: ModelConfig) -> Callable[[Any], float]:
+    import optuna  # noqa: PLC0415
+
+    def objective(trial: Any) -> float:
+        params = suggest(trial)
+        fill = params.pop("table_fill")
+        allowed = _max_buckets(run.data, base.max_model_kb, params["dim"])
+        if allowed < 256:
+            raise optuna.TrialPruned  # this width leaves no room for a table under the cap
+        config = base.with_params({**params, "buckets": buckets_for(fill, allowed)})
+
+        def report(fold: int, accuracy: float) -> bool:
+            trial.report(accuracy, fold)
+            return bool(trial.should_prune())
+
+        candidate = run.evaluate(config, report)
+        if not candidate.cv.complete:
+            raise optuna.TrialPruned
+        return candidate.score if math.isfinite(candidate.score) else -1e9
+
+    return objective

@@ -28,6 +28,7 @@ from fleetserve.retry.state import RetryState, retried_origin, retry_headers
 from fleetserve.serving.answer import AnswerContext, Reply
 from fleetserve.serving.decode import salvage
 from fleetserve.serving.outputs import Output, PassResult
+from fleetserve.stats.facts import dead_letter_facts, reply_facts
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,13 @@ class OutcomeWriter:
             return
         stage = reply.value["stage"]
         output = Output(
-            reply.topic, reply.record.key, value, reply.partition, record=reply.record, label=stage
+            reply.topic,
+            reply.record.key,
+            value,
+            reply.partition,
+            record=reply.record,
+            label=stage,
+            facts=reply_facts(reply.value),
         )
         result.outputs.append(output)
         result.replies[stage] += 1
@@ -183,6 +190,7 @@ class OutcomeWriter:
             record=record,
             kind="dead_letter",
             label=value["reason"],
+            facts=dead_letter_facts(value),
         )
 
     def safe_origin(self, record: InboundRecord) -> Origin:

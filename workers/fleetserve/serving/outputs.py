@@ -9,8 +9,9 @@ from typing import Literal
 
 from fleetserve.core.records import Headers, InboundRecord, Partition
 from fleetserve.retry.dedupe import Step
+from fleetserve.stats.facts import OutcomeFacts
 
-OutputKind = Literal["reply", "dead_letter", "retry"]
+OutputKind = Literal["reply", "dead_letter", "retry", "stats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class Output:
     kind: OutputKind = "reply"
     label: str = ""
     """The stage of a reply; the reason of a dead letter or a retry (for the counters)."""
+    facts: OutcomeFacts | None = None
+    """What a reply or dead letter adds to its bot's statistics once committed."""
 
 
 @dataclass

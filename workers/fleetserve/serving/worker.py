@@ -39,7 +39,7 @@ from fleetserve.serving.answer import AnswerContext
 from fleetserve.serving.clients import serving_committer, serving_consumer, step_reader
 from fleetserve.serving.commit import Committer, rewind
 from fleetserve.serving.metrics import WorkerMetrics
-from fleetserve.serving.outputs import PassResult
+from fleetserve.serving.outputs import Output, PassResult
 from fleetserve.serving.plan import unprocessed_heads
 from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.serving.rebalance import RebalanceTracker
@@ -52,6 +52,7 @@ from fleetserve.serving.targets import (
     cluster_lookup,
     default_allowlist,
 )
+from fleetserve.stats.accumulator import StatsAccumulator, StatsIdentity
 from fleetserve.store.base import ArtifactStore
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve.topics.spec import CONTROL_ROLES, TopicSet
@@ -66,6 +67,7 @@ class WorkerTopics:
     dead_letters: str
     deployments: str
     crashes: str
+    bot_stats: str
     control_names: frozenset[str]
     """Control topics' names without a namespace: refused as reply_to in any namespace."""
     retry: str | None = None
@@ -80,6 +82,7 @@ class WorkerTopics:
             crashes=declared.name("crashes"),
             control_names=frozenset(declared.base_name(role) for role in CONTROL_ROLES),
             retry=declared.name("retry"),
+            bot_stats=declared.name("bot_stats"),
         )
 
 
@@ -136,6 +139,10 @@ class Worker:
             ),
             self.table.resolve,
             self.cache.pinned,
+        )
+        self.stats = StatsAccumulator(
+            StatsIdentity(settings.worker_id, settings.group_id, int(time.time() * 1000)),
+            interval_ms=self.serving.stats_interval_ms,
         )
         self.rebalance = RebalanceTracker()
         self.assigned: set[Partition] = set()
@@ -244,8 +251,11 @@ class Worker:
             messages = self._poll(consumer)
             records = self._records(messages)
             self._note_rebalance_window()
-            if records:
+            if records or self.stats.due():  # an idle worker still flushes its statistics
                 self._one_pass(consumer, committer, records)
+        self.stats.closing()
+        if self.stats.due():
+            self._one_pass(consumer, committer, [])
 
     def _poll(self, consumer: Consumer) -> list[Message]:
         """What is already fetched, up to max_batch; else wait for the first record.
@@ -282,7 +292,10 @@ class Worker:
             rewind(consumer, result.resume)
             self.metrics.deferred.inc(len(result.resume))
         self.pauses.hold(consumer, result.pause_until, self.assigned)
+        flush = self.stats.flush_records()  # committed with the pass, or kept for the next
+        result.outputs += [Output(self.topics.bot_stats, k, v, kind="stats") for k, v in flush]
         if committer.commit(consumer, result):
+            self.stats.committed((output.facts for output in result.outputs), flushed=bool(flush))
             self._count(result)
             self.breaker.committed(result.next_offsets)
             for where, steps in result.retry_steps.items():

@@ -18,6 +18,7 @@ REQUIRED_ROLES = (
     "crashes",
     "models",
     "model_index",
+    "bot_stats",
 )
 # Every role but replies: fleetserve's own bookkeeping, never a reply_to target.
 CONTROL_ROLES = tuple(role for role in REQUIRED_ROLES if role != "replies")

@@ -1,0 +1,68 @@
+"""Model shape from a size cap: how many table rows and dimensions a bot gets.
+
+The int8 file is about one byte per table and head weight plus a few KB of graph and
+metadata (:meth:`ModelConfig.model_kb`). Under the cap, a bot gets the default width and as
+many buckets as fit, but never more than about ``ROWS_PER_FEATURE`` per distinct n-gram it
+actually has: rows beyond that only hold zeros (a bucket no training text touches is zeroed
+after training), so a small bot's file shrinks with no loss of accuracy.
+
+The distinct n-grams are estimated from the featurization at the cap's bucket count, which
+training reuses: ``D`` distinct features fill ``B (1 - exp(-D / B))`` of ``B`` buckets, so
+the occupied count gives ``D`` back without hashing the bot a second time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+
+from fleetserve.models.config import (
+    DEFAULT_MAX_MODEL_KB,
+    DEFAULT_TRAINING,
+    ModelConfig,
+    overhead_bytes,
+)
+from fleetserve.models.data import BotData
+
+BUCKET_STEP = 256
+MIN_BUCKETS = 512
+ROWS_PER_FEATURE = 1.0
+MAX_WIDTH = 128
+
+
+def estimated_distinct(ids: npt.NDArray[np.int64], buckets: int) -> float:
+    """Distinct features behind ``ids`` hashed into ``buckets`` (inf when every one is hit)."""
+    occupied = int(np.count_nonzero(np.bincount(ids, minlength=buckets)))
+    if occupied >= buckets:
+        return float("inf")
+    return -buckets * float(np.log1p(-occupied / buckets))
+
+
+def width_for_cap(max_model_kb: float) -> int:
+    """Table width for a cap: the default up to the default cap, then growing with its square
+    root (CLINC150 at 512 KB, cross-validated: width 40 scored 93.7 %, 72 scored 94.2 %, 96
+    scored 94.2 %), in steps of 4 and at most ``MAX_WIDTH``."""
+    if max_model_kb <= DEFAULT_MAX_MODEL_KB:
+        return DEFAULT_TRAINING.dim
+    width = DEFAULT_TRAINING.dim * (max_model_kb / DEFAULT_MAX_MODEL_KB) ** 0.5
+    return int(min(MAX_WIDTH, round(width / 4) * 4))
+
+
+def fit_to_cap(config: ModelConfig, n_classes: int, data: BotData) -> ModelConfig:
+    """``config`` with buckets chosen for the cap and the data (see the module docstring).
+
+    The width (``dim``) is kept; if even ``MIN_BUCKETS`` rows do not fit, the width shrinks.
+    """
+    dim = config.training.dim
+    budget = config.max_model_kb * 1024 - overhead_bytes(n_classes, dim, data.label_bytes)
+    by_cap = max(MIN_BUCKETS, int(budget // dim) // BUCKET_STEP * BUCKET_STEP)
+    spec = replace(config.featurizer, buckets=by_cap)
+    distinct = estimated_distinct(data.features(spec).ids, by_cap)
+    by_data = int(min(by_cap, np.ceil(ROWS_PER_FEATURE * distinct)))
+    buckets = min(by_cap, max(by_data, MIN_BUCKETS))
+    buckets = max(MIN_BUCKETS, buckets // BUCKET_STEP * BUCKET_STEP)
+    if buckets * dim > budget:  # a tiny cap: narrow the table instead of overshooting it
+        dim = max(4, int(budget // MIN_BUCKETS))
+    return config.with_params({"buckets": buckets, "dim": dim})

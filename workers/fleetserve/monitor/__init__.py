@@ -1,0 +1,1 @@
+"""`fleetserve monitor`: per-bot windowed tables (faust), the rollout guard, the console."""

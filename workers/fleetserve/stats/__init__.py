@@ -1,0 +1,1 @@
+"""Per-bot statistics: pure summaries of answered and dead-lettered queries, and their merging."""
