@@ -25,6 +25,7 @@ from fleetserve.config.settings import KafkaSettings
 from fleetserve.core.records import Coordinates
 from fleetserve.errors import ArtifactMissing, KafkaUnavailable
 from fleetserve.kafka.clients import consumer
+from fleetserve.kafka.devbroker import MODEL_FETCH_WAIT_MS, QUIET_BEFORE_END_CHECK_S, past_the_end
 from fleetserve.kafka.records import inbound_record
 from fleetserve.store.assembly import Assembly
 from fleetserve.store.base import Snapshot, SnapshotRequest
@@ -33,14 +34,6 @@ logger = logging.getLogger(__name__)
 
 # librdkafka refuses a fetch.max.bytes below its message.max.bytes (1,000,000 by default).
 MIN_FETCH_MAX_BYTES = 1_048_576
-# How long nothing may arrive before the partition's end is asked about (see _past_end).
-QUIET_S = 0.2
-# A model fetch always asks for records that exist, so a broker that answers as soon as it
-# has data (Apache Kafka) never waits this long; Tansu's answer grows with it. Measured on
-# 10,000 snapshots (300 random loads): 1 ms -> p50 3.5 / p99 8.3 ms; 5 ms -> 14.4 / 21.6;
-# 20 ms -> 13.6 / 21.7; 100 ms -> 11.9 / 19.8. The reader unassigns after each snapshot,
-# so a short wait costs no idle polling either.
-MODEL_FETCH_WAIT_MS = 1
 
 # Errors that mean "there is nothing at that place", not "try again later".
 _GONE = frozenset(
@@ -145,7 +138,7 @@ class SnapshotFetcher:
                     f"{assembly.request.key} did not arrive from {assembly.where} within "
                     f"{self.timeout_s:g}s"
                 )
-            message = client.poll(min(remaining, QUIET_S))
+            message = client.poll(min(remaining, QUIET_BEFORE_END_CHECK_S))
             if message is None:
                 _past_end(client, assembly, location)
                 continue
@@ -172,17 +165,11 @@ class SnapshotFetcher:
 
 
 def _past_end(client: Consumer, assembly: Assembly, location: Coordinates) -> None:
-    """Nothing arrived for a while: is the offset past the partition's end?
-
-    Apache Kafka answers a fetch past the end with OFFSET_OUT_OF_RANGE (then
-    ``_AUTO_OFFSET_RESET`` here); Tansu answers it with nothing, forever. The high
-    watermark of the last fetch response tells them apart: past it, and with nothing
-    fetched for ``QUIET_S``, the snapshot is not there. (Only the fetch response's own
-    watermark is used; Tansu's ListOffsets under-reports on compacted topics.)
-    """
+    """Nothing arrived for a while: is the offset past the partition's end? (Apache Kafka
+    says so itself, as ``_AUTO_OFFSET_RESET``; Tansu does not: ``kafka/devbroker.py``.)"""
     topic, partition, offset = location
     _low, high = client.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-    if assembly.started or high is None or high < 0 or offset <= high:
+    if assembly.started or not past_the_end(offset, high):
         return
     raise ArtifactMissing(
         f"snapshot {assembly.request.key}: {assembly.where} is past the end of the partition "

@@ -26,6 +26,7 @@ import orjson
 from fleetserve.config.settings import KafkaSettings
 from fleetserve.core.records import Coordinates
 from fleetserve.errors import ArtifactMissing, ConfigError
+from fleetserve.kafka.devbroker import MODEL_FETCH_WAIT_MS
 from fleetserve.store.base import (
     Snapshot,
     SnapshotRef,
@@ -36,7 +37,7 @@ from fleetserve.store.base import (
 )
 from fleetserve.store.disk_cache import DiskCache
 from fleetserve.store.index import IndexEntry, LiveIndex, ModelIndex
-from fleetserve.store.kafka_fetch import MODEL_FETCH_WAIT_MS, SnapshotFetcher
+from fleetserve.store.kafka_fetch import SnapshotFetcher
 from fleetserve.store.kafka_publish import Outgoing, Published, SnapshotPublisher
 
 logger = logging.getLogger(__name__)
