@@ -25,6 +25,8 @@ EXPECTED_COMMANDS = {
     "promote",
     "rollback",
     "deployments",
+    "publish",
+    "gc",
     "worker",
     "demo",
     "ask",

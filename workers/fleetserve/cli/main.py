@@ -36,6 +36,8 @@ COMMANDS: Final[Mapping[str, str]] = {
     "promote": "fleetserve.cli.deploy_cmd:promote",
     "rollback": "fleetserve.cli.deploy_cmd:rollback",
     "deployments": "fleetserve.cli.deploy_cmd:deployments",
+    "publish": "fleetserve.cli.publish_cmd:publish",
+    "gc": "fleetserve.cli.gc_cmd:gc",
     "config": "fleetserve.cli.config_cmd:config",
     "validate": "fleetserve.cli.validate_cmd:validate",
     "ask": "fleetserve.cli.ask_cmd:ask",
@@ -122,8 +124,9 @@ class FleetserveGroup(click.Group):
 )
 @click.option(
     "--store",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Artifact store directory of model snapshots (env FLEETSERVE_STORE; default ./artifacts).",
+    metavar="DIR|kafka",
+    help="Where model snapshots are: a directory (builds; single machine) or `kafka`, the "
+    "models topic (workers on any machine) (env FLEETSERVE_STORE; default ./artifacts).",
 )
 @click.option(
     "--log-level",
