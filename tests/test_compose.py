@@ -130,6 +130,22 @@ def fleetserve_services() -> dict[str, list[str]]:
     }
 
 
+def shell_commands(svc: Service) -> list[list[str]]:
+    """The commands of a `sh -c "a && b && c"` service, each as argv."""
+    command = svc.get("command")
+    if not isinstance(command, list) or command[:2] != ["sh", "-c"]:
+        return []
+    return [shlex.split(part) for part in command[2].split("&&")]
+
+
+def fleetserve_invocations() -> list[tuple[str, list[str]]]:
+    """(service, argv) of every fleetserve call, direct or inside a shell chain."""
+    calls = [(name, argv) for name, argv in fleetserve_services().items()]
+    for name, svc in services().items():
+        calls += [(name, argv) for argv in shell_commands(svc) if argv[:1] == ["fleetserve"]]
+    return calls
+
+
 def dockerfile_copy_sources() -> set[str]:
     """The source paths of every COPY in the Dockerfile, normalized (`./workers/` -> `workers`)."""
     text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")  # join continuations
@@ -332,7 +348,7 @@ def test_worker_bootstraps_to_every_broker() -> None:
     assert hosts == set(KAFKA_SERVICES)
 
 
-@pytest.mark.parametrize("name", ["topics", "worker"])
+@pytest.mark.parametrize("name", ["topics", "demo-fleet", "worker"])
 def test_bootstrap_names_internal_listeners(name: str) -> None:
     for host, port in bootstrap_hosts(environment(service(name))["FLEETSERVE_BOOTSTRAP"]):
         assert host in KAFKA_SERVICES, f"{name}: {host} is not a broker service"
@@ -342,7 +358,37 @@ def test_bootstrap_names_internal_listeners(name: str) -> None:
 def test_every_service_with_a_bootstrap_is_checked() -> None:
     with_bootstrap = {n for n, s in services().items() if "FLEETSERVE_BOOTSTRAP" in environment(s)}
 
-    assert with_bootstrap == {"topics", "worker"}
+    assert with_bootstrap == {"topics", "demo-fleet", "worker"}
+
+
+# --- models travel through Kafka ---------------------------------------------------------------
+
+
+def test_workers_read_models_from_kafka_and_share_no_volume() -> None:
+    worker = service("worker")
+
+    assert environment(worker)["FLEETSERVE_STORE"] == "kafka"
+    # The topic file is the only mount: no artifact folder is shared between workers.
+    assert [target for _, target, _ in bind_mounts(worker)] == ["/etc/fleetserve/topics.yaml"]
+
+
+def test_the_demo_fleet_is_built_published_and_deployed_once_topics_exist() -> None:
+    job = service("demo-fleet")
+    steps = shell_commands(job)
+    words = [" ".join(argv) for argv in steps]
+
+    assert job["restart"] == "no"
+    assert depends_on(job) == {"topics": "service_completed_successfully"}
+    assert job["image"] == service("worker")["image"]
+    assert environment(job)["FLEETSERVE_TOPIC_ENV"] == "prod"
+    assert [argv[:1] for argv in steps] == [["fleetserve"]] * 3
+    assert "bots make-fleet" in words[0]
+    assert " build " in words[1]
+    assert "publish --deploy real" in words[2]
+    # The build folder is the job's own; the workers never see it.
+    store = steps[1][steps[1].index("--store") + 1]
+    assert steps[2][steps[2].index("--store") + 1] == store
+    assert store not in " ".join(environment(service("worker")).values())
 
 
 # --- the image and the CLI --------------------------------------------------------------------
@@ -380,6 +426,25 @@ def test_compose_commands_exist_in_the_cli(name: str) -> None:
 
     assert isinstance(cli, click.Group)
     find_command(cli, fleetserve_services()[name][1:])
+
+
+def test_shell_chained_commands_exist_in_the_cli() -> None:
+    from fleetserve.cli.main import cli  # noqa: PLC0415
+
+    assert isinstance(cli, click.Group)
+    direct = list(fleetserve_services().values())
+    chained = [argv for _, argv in fleetserve_invocations() if argv not in direct]
+    assert chained, "no fleetserve call inside a shell command found"
+    for argv in chained:
+        find_command(cli, without_global_options(argv))
+
+
+def without_global_options(argv: list[str]) -> list[str]:
+    """`fleetserve --store DIR build X` -> `build X` (every global option takes a value)."""
+    words = argv[1:]
+    while words and words[0].startswith("--"):
+        words = words[2:]
+    return words
 
 
 def test_pending_commands_name_real_services() -> None:

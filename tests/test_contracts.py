@@ -340,6 +340,7 @@ SHAPES: list[tuple[Any, MessageKind, tuple[str, ...]]] = [
         MessageKind.DEPLOYMENT,
         ("definitions", "stage_deployment", "properties", "previous", "items"),
     ),
+    (messages.SnapshotLocation, MessageKind.DEPLOYMENT, ("definitions", "location")),
     (messages.RollbackEvidence, MessageKind.DEPLOYMENT, ("definitions", "rollback_evidence")),
     (
         messages.GuardCheck,

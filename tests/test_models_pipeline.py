@@ -134,7 +134,8 @@ def test_searches_record_trials_stop_with_a_reason_and_respect_the_size_cap(
     strategy: str,
 ) -> None:
     options = BuildOptions(
-        search=SearchOptions(strategy=strategy, budget_s=2.0),  # type: ignore[arg-type]
+        # A trial cap, not a short budget, ends it: on a busy machine 2 s may hold one trial.
+        search=SearchOptions(strategy=strategy, budget_s=120.0, max_trials=4),  # type: ignore[arg-type]
         max_model_kb=48,
     )
     built = build_model(toy_bot(), options=options)

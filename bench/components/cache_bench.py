@@ -1,7 +1,7 @@
 """The worker's model cache with real snapshots: cold loads, resident density, churn.
 
 Run: python bench/components/cache_bench.py [--quick] [--bots 300] [--sessions 10000]
-                                      [--store DIR] [--out bench/results/cache.json]
+                                      [--no-kafka] [--store DIR] [--out bench/results/cache.json]
 
 1. Cold load: every distinct snapshot loaded once through ModelCache + SnapshotLoader
    (manifest, sha256 checks, ONNX guard, session, metadata); the loader's own miss ->
@@ -12,6 +12,8 @@ Run: python bench/components/cache_bench.py [--quick] [--bots 300] [--sessions 1
    with ``pinned`` (misses load on the pool) and one query run per model; hit rate,
    evictions/s, and the maximum over time of real RSS growth against the budget (target:
    within 10 %).
+4. The models topic (``--store kafka``): ``model_store_bench.py`` on the same store (first
+   load p99 <= 20 ms, disk-cache load p99 <= 10 ms; see there). ``--no-kafka`` skips it.
 
 Building 10,000 real bots takes about 5 minutes, so by default a few hundred distinct real
 bots are built (``make_fleet`` + ``build_bot``, one process per core) and the density and
@@ -340,6 +342,16 @@ def run_phase(phase: str, store: Path, size: Size, seed: int) -> dict[str, Any]:
     return result
 
 
+def models_topic(store: Path, bots: int) -> dict[str, Any]:
+    """``model_store_bench.py`` on this store: publish, first loads, disk-cache loads."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        script = str(Path(__file__).with_name("model_store_bench.py"))
+        argv = [sys.executable, script, "--store", str(store), "--bots", str(bots)]
+        subprocess.run([*argv, "--out", out.name], check=True, stdout=subprocess.DEVNULL)
+        result: dict[str, Any] = json.loads(Path(out.name).read_text())
+    return result
+
+
 def in_child(phase: str, store: Path, size: Size, seed: int) -> dict[str, Any]:
     local = LocalDirectoryStore(store)
     if phase == "cold":
@@ -361,6 +373,7 @@ def measure(args: argparse.Namespace, size: Size, store: Path) -> dict[str, Any]
         "cold_load": run_phase("cold", store, size, args.seed),
         "density": run_phase("density", store, size, args.seed),
         "churn": run_phase("churn", store, size, args.seed),
+        **({"kafka_store": models_topic(store, size.bots)} if args.kafka else {}),
     }
 
 
@@ -374,6 +387,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="use this store instead of building one")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=Path("bench/results/cache.json"))
+    parser.add_argument("--no-kafka", dest="kafka", action="store_false", help="skip phase 4")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     args = parser.parse_args()

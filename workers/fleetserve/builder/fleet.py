@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,20 @@ def _results(jobs: list[_Job], workers: int) -> Iterator[BotBuildResult]:
     if workers <= 1 or len(jobs) <= 1:
         yield from map(_run_job, jobs)
         return
-    # fork: workers inherit the imported numpy and onnxruntime instead of importing them
-    # again, and the training kernels compiled (or loaded from numba's cache) here, once.
+    # Compiled (or loaded from numba's cache) here first, so that the workers only load it.
     kernel.warm_up()
-    context = multiprocessing.get_context("fork")
-    chunk = max(1, min(16, len(jobs) // (workers * 8)))
-    with context.Pool(workers) as pool:
-        yield from pool.imap_unordered(_run_job, jobs, chunksize=chunk)
+    # forkserver, not fork: this process may hold threads (the progress display, Kafka
+    # clients, a test runner's) whose locks a forked child would inherit held and hang on.
+    # The server imports the builder once and forks each worker from that clean process.
+    # A pool of futures, not multiprocessing.Pool: a worker that dies breaks the build with
+    # an error instead of waiting forever for its result.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=kernel.warm_up) as pool:
+        pending = [pool.submit(_run_job, job) for job in jobs]
+        try:
+            for done in as_completed(pending):
+                yield done.result()
+        finally:
+            for future in pending:
+                future.cancel()

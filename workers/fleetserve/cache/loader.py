@@ -12,8 +12,11 @@ onnxruntime building the session.
 
 Reason codes (``phase="load"``):
 
-* ``model_missing``: the store has no such snapshot, or its model file is gone.
-* ``model_corrupt``: a sha256 differs anywhere (deployment vs manifest, manifest vs bytes),
+* ``model_missing``: the store has no such snapshot, or its model file is gone; on the
+  models topic: nothing (or a tombstone, or another key) at the deployment's location,
+  or no index entry for a deployment that names no location.
+* ``model_corrupt``: a sha256 differs anywhere (deployment vs manifest, manifest vs bytes,
+  deployment vs the models topic's headers), a chunked snapshot is truncated,
   the manifest is unreadable, the bytes are not ONNX at all, or the model's own metadata
   (labels, threshold, featurizer) is unreadable. A file that is not ONNX but matches its
   manifest is corrupt, not "refused": the snapshot is not what a builder publishes, and
@@ -21,6 +24,10 @@ Reason codes (``phase="load"``):
 * ``model_load_failed``: a well-formed ONNX model that fleetserve refuses (a non-standard
   operator domain, external data, over the size cap) or that onnxruntime refuses, and any
   other failure.
+
+A store that reads snapshots whole (the models topic, :class:`SnapshotReader`) is asked
+once, with the deployment's sha256 and location; an ``OSError`` or a ``RetriableError``
+from any store (a fetch that timed out) is transient: the query goes to the retry tier.
 
 The size cap (``--max-model-size``) is checked three times before a session exists: the
 manifest's declared size (nothing is read), the bytes (never read past the cap), and the
@@ -38,7 +45,13 @@ from fleetserve.cache.model import LoadedModel
 from fleetserve.cache.onnx_guard import NotOnnx, RefusedModel, check_model_bytes
 from fleetserve.core.route import Route
 from fleetserve.deadletters import reasons
-from fleetserve.errors import ArtifactError, ArtifactMissing, ArtifactTooLarge, QueryFailed
+from fleetserve.errors import (
+    ArtifactError,
+    ArtifactMissing,
+    ArtifactTooLarge,
+    QueryFailed,
+    RetriableError,
+)
 from fleetserve.models.runtime import (
     InferenceSession,
     ModelMetadata,
@@ -46,7 +59,7 @@ from fleetserve.models.runtime import (
     predict,
     read_model_metadata,
 )
-from fleetserve.store.base import ArtifactStore
+from fleetserve.store.base import ArtifactStore, SnapshotReader, SnapshotRequest
 
 T = TypeVar("T")
 QUANTIZATIONS = frozenset({"int8", "fp32"})
@@ -123,10 +136,7 @@ class SnapshotLoader:
 
     def __call__(self, route: Route) -> LoadedModel:
         started = time.perf_counter()
-        bot, version = route.bot_id, route.model_version
-        manifest = self._read(route, lambda: self._store.read_manifest(bot, version))
-        quantization = check_manifest(route, manifest, self._max_bytes)
-        data = self._read(route, lambda: self._store.read_model(bot, version, self._max_bytes))
+        quantization, data = self._snapshot(route)
         check_bytes(route, data, self._max_bytes)
         meter = self._meter if self._meter is not None else process_meter()
         (session, metadata), footprint = meter.measure(len(data), lambda: _ready(route, data))
@@ -140,6 +150,18 @@ class SnapshotLoader:
             load_seconds=time.perf_counter() - started,
         )
 
+    def _snapshot(self, route: Route) -> tuple[str, bytes]:
+        """The quantization and the model bytes, both checked against the deployment."""
+        bot, version, store = route.bot_id, route.model_version, self._store
+        if isinstance(store, SnapshotReader):  # one read: the models topic, its disk cache
+            request = SnapshotRequest(bot, version, route.sha256, route.location, self._max_bytes)
+            snapshot = self._read(route, lambda: store.read_snapshot(request))
+            return check_manifest(route, snapshot.manifest, self._max_bytes), snapshot.model
+        manifest = self._read(route, lambda: store.read_manifest(bot, version))
+        quantization = check_manifest(route, manifest, self._max_bytes)
+        data = self._read(route, lambda: store.read_model(bot, version, self._max_bytes))
+        return quantization, data
+
     def _read(self, route: Route, read: Callable[[], T]) -> T:
         try:
             return read()
@@ -152,7 +174,9 @@ class SnapshotLoader:
             ) from exc
         except ArtifactError as exc:  # ArtifactCorrupt and the store's other integrity errors
             raise load_failure(route, reasons.MODEL_CORRUPT, str(exc)) from exc
-        except OSError as exc:  # the store briefly unreadable (I/O error, NFS hiccup): retry
+        # The store briefly unreadable (an I/O error, an NFS hiccup, a fetch from the models
+        # topic that timed out): the retry tier, never a dead letter at once.
+        except (OSError, RetriableError) as exc:
             raise QueryFailed(
                 reasons.MODEL_LOAD_FAILED,
                 f"{route.bot_id} version {route.model_version}: reading the snapshot failed "

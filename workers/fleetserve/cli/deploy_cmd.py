@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 import click
@@ -14,11 +15,13 @@ from fleetserve.cli.tables import format_table
 from fleetserve.config.settings import Settings, Stage
 from fleetserve.core.facts import STAGES
 from fleetserve.deploy.control import ControlPlane
+from fleetserve.deploy.placement import Placement, PublishingPlacement, TopicPlacement
 from fleetserve.errors import DeploymentRefused
 from fleetserve.kafka.probe import describe_cluster
 from fleetserve.monitor.promotion import PromotionPolicy, promotion_problems
 from fleetserve.shadow.report import shadow_report
 from fleetserve.store.local import LocalDirectoryStore
+from fleetserve.store.select import model_store
 from fleetserve.topics.loader import load_topics
 
 STAGE_CHOICE = click.Choice([s.value for s in Stage])
@@ -31,7 +34,7 @@ def _default_actor() -> str:
         return "unknown"
 
 
-def _actor_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+def actor_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--actor",
         default=_default_actor,
@@ -41,18 +44,29 @@ def _actor_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def control_plane(settings: Settings, actor: str) -> ControlPlane:
+    """Deployments on the deployments topic; snapshots placed on the models topic first.
+
+    With ``--store DIR`` a snapshot is checked in the directory and published; with
+    ``--store kafka`` it must be on the models topic already.
+    """
     topics = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
     describe_cluster(settings.kafka)
-    return ControlPlane(
-        settings.kafka, topics.name("deployments"), LocalDirectoryStore(settings.store_dir), actor
+    models = model_store(settings, topics)
+    placement: Placement = (
+        TopicPlacement(models)
+        if settings.store_kafka
+        else PublishingPlacement(LocalDirectoryStore(settings.store_dir), models)
     )
+    return ControlPlane(settings.kafka, topics.name("deployments"), placement, actor)
 
 
 def _echo_stage(record: dict[str, Any], stage: str) -> None:
     live = record["stages"][stage]
+    where = live.get("location")
+    at = f" at {where['topic']}[{where['partition']}]@{where['offset']}" if where else ""
     click.echo(
         f"{record['bot_id']} {stage} -> {live['model_version']} (sha256 {live['sha256'][:12]}…, "
-        f"{record['action']} by {record['actor']})"
+        f"{record['action']} by {record['actor']}){at}"
     )
 
 
@@ -65,7 +79,7 @@ def _echo_stage(record: dict[str, Any], stage: str) -> None:
     default=None,
     help="Whether replies carry the query text (privacy); default: keep the stage's setting.",
 )
-@_actor_option
+@actor_option
 @pass_settings
 def deploy(
     settings: Settings,
@@ -76,7 +90,8 @@ def deploy(
     actor: str,
 ) -> None:
     """Serve a built snapshot of a bot on a stage (refused if missing or altered)."""
-    record = control_plane(settings, actor).deploy(bot_id, version, stage, include_query_text)
+    with closing(control_plane(settings, actor)) as plane:
+        record = plane.deploy(bot_id, version, stage, include_query_text)
     _echo_stage(record, stage)
 
 
@@ -95,14 +110,14 @@ def deploy(
 @click.option(
     "--max-fallback-increase", type=click.FloatRange(0, 1), default=0.05, show_default=True
 )
-@_actor_option
+@actor_option
 @pass_settings
 def promote(settings: Settings, /, bot_id: str, source: str, target: str, **options: Any) -> None:
     """Serve on one stage what another stage serves now, e.g. beta to real."""
-    control = control_plane(settings, options["actor"])
-    if options["guarded"]:
-        _check_shadow(settings, control, bot_id, source, options)
-    record = control.promote(bot_id, source, target)
+    with closing(control_plane(settings, options["actor"])) as control:
+        if options["guarded"]:
+            _check_shadow(settings, control, bot_id, source, options)
+        record = control.promote(bot_id, source, target)
     _echo_stage(record, target)
 
 
@@ -138,11 +153,12 @@ def _check_shadow(
 @click.command()
 @click.argument("bot_id")
 @click.option("--stage", type=STAGE_CHOICE, required=True, help="Stage to roll back.")
-@_actor_option
+@actor_option
 @pass_settings
 def rollback(settings: Settings, bot_id: str, stage: str, actor: str) -> None:
     """Return a stage to the snapshot it served before the current one."""
-    record = control_plane(settings, actor).rollback(bot_id, stage)
+    with closing(control_plane(settings, actor)) as plane:
+        record = plane.rollback(bot_id, stage)
     _echo_stage(record, stage)
 
 
@@ -152,7 +168,8 @@ def rollback(settings: Settings, bot_id: str, stage: str, actor: str) -> None:
 @pass_settings
 def deployments(settings: Settings, bot_id: str | None, as_json: bool) -> None:
     """Show what every bot (or one bot) serves on each stage."""
-    table = control_plane(settings, "-").all_current()
+    with closing(control_plane(settings, "-")) as plane:
+        table = plane.all_current()
     if bot_id is not None and bot_id not in table:
         raise click.ClickException(f"{bot_id} has no deployment record")
     records = [table[bot_id]] if bot_id is not None else list(table.values())

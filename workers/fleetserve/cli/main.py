@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 
-from fleetserve.cli.ask_cmd import ask
-from fleetserve.cli.bots_cmd import bots
-from fleetserve.cli.broker_cmd import broker
-from fleetserve.cli.build_cmd import build
-from fleetserve.cli.clean_cmd import clean
-from fleetserve.cli.config_cmd import config
-from fleetserve.cli.demo_cmd import demo
-from fleetserve.cli.deploy_cmd import deploy, deployments, promote, rollback
-from fleetserve.cli.dlq_cmd import dlq
-from fleetserve.cli.eval_cmd import eval_command
 from fleetserve.cli.exit_codes import exit_code_for
-from fleetserve.cli.monitor_cmd import monitor
-from fleetserve.cli.relabel_cmd import relabel
-from fleetserve.cli.replies_cmd import replies
-from fleetserve.cli.shadow_cmd import shadow_report_command
-from fleetserve.cli.topics_cmd import topics
-from fleetserve.cli.up_cmd import up
-from fleetserve.cli.validate_cmd import validate
-from fleetserve.cli.worker_cmd import worker
 from fleetserve.config.settings import Stage
 from fleetserve.config.sources import build_settings
 from fleetserve.core.facts import VERSION
@@ -37,8 +21,58 @@ from fleetserve.errors import FleetserveError
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+# Each command's module is imported only when that command runs: `fleetserve worker` and
+# `fleetserve ask` must not pay for numba, onnx, optuna or scikit-learn, which only the
+# build and the data loop use (importing every command took about 1 s of CPU).
+COMMANDS: Final[Mapping[str, str]] = {
+    "up": "fleetserve.cli.up_cmd:up",
+    "demo": "fleetserve.cli.demo_cmd:demo",
+    "broker": "fleetserve.cli.broker_cmd:broker",
+    "topics": "fleetserve.cli.topics_cmd:topics",
+    "bots": "fleetserve.cli.bots_cmd:bots",
+    "build": "fleetserve.cli.build_cmd:build",
+    "eval": "fleetserve.cli.eval_cmd:eval_command",
+    "deploy": "fleetserve.cli.deploy_cmd:deploy",
+    "promote": "fleetserve.cli.deploy_cmd:promote",
+    "rollback": "fleetserve.cli.deploy_cmd:rollback",
+    "deployments": "fleetserve.cli.deploy_cmd:deployments",
+    "publish": "fleetserve.cli.publish_cmd:publish",
+    "gc": "fleetserve.cli.gc_cmd:gc",
+    "config": "fleetserve.cli.config_cmd:config",
+    "validate": "fleetserve.cli.validate_cmd:validate",
+    "ask": "fleetserve.cli.ask_cmd:ask",
+    "replies": "fleetserve.cli.replies_cmd:replies",
+    "shadow-report": "fleetserve.cli.shadow_cmd:shadow_report_command",
+    "worker": "fleetserve.cli.worker_cmd:worker",
+    "dlq": "fleetserve.cli.dlq_cmd:dlq",
+    "monitor": "fleetserve.cli.monitor_cmd:monitor",
+    "relabel": "fleetserve.cli.relabel_cmd:relabel",
+    "clean": "fleetserve.cli.clean_cmd:clean",
+}
+PLUGIN_GROUP: Final = "fleetserve.commands"
+
+
 class FleetserveGroup(click.Group):
-    """Turns fleetserve's own errors into one clear line and a documented exit code."""
+    """Turns fleetserve's own errors into one clear line and a documented exit code.
+
+    ``lazy`` names commands by ``module:attribute``, imported on first use.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: ARG002 (click.Group API)
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(
+        self,
+        ctx: click.Context,  # noqa: ARG002 (click.Group API)
+        cmd_name: str,
+    ) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(_load_command(self.lazy[cmd_name]), cmd_name)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -48,7 +82,11 @@ class FleetserveGroup(click.Group):
             sys.exit(exit_code_for(exc))
 
 
-@click.group(cls=FleetserveGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=FleetserveGroup,
+    lazy={**COMMANDS, **{entry.name: entry.value for entry in entry_points(group=PLUGIN_GROUP)}},
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(VERSION, prog_name="fleetserve")
 @click.option(
     "--config",
@@ -86,8 +124,9 @@ class FleetserveGroup(click.Group):
 )
 @click.option(
     "--store",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Artifact store directory of model snapshots (env FLEETSERVE_STORE; default ./artifacts).",
+    metavar="DIR|kafka",
+    help="Where model snapshots are: a directory (builds; single machine) or `kafka`, the "
+    "models topic (workers on any machine) (env FLEETSERVE_STORE; default ./artifacts).",
 )
 @click.option(
     "--log-level",
@@ -122,36 +161,12 @@ def configure_logging(level: str) -> None:
     )
 
 
-cli.add_command(up)
-cli.add_command(demo)
-cli.add_command(broker)
-cli.add_command(topics)
-cli.add_command(bots)
-cli.add_command(build)
-cli.add_command(eval_command)
-cli.add_command(deploy)
-cli.add_command(promote)
-cli.add_command(rollback)
-cli.add_command(deployments)
-cli.add_command(config)
-cli.add_command(validate)
-cli.add_command(ask)
-cli.add_command(replies)
-cli.add_command(shadow_report_command)
-cli.add_command(worker)
-cli.add_command(dlq)
-cli.add_command(monitor)
-cli.add_command(relabel)
-cli.add_command(clean)
-
-
-def add_plugin_commands(group: click.Group) -> None:
-    """Commands other distributions add (``fleetserve.commands`` entry points): today the
-    benchmark harness's ``fleetserve bench``, when ``bench/`` is installed beside this."""
-    for entry in entry_points(group="fleetserve.commands"):
-        command = entry.load()
-        if isinstance(command, click.Command):
-            group.add_command(command, entry.name)
+def _load_command(target: str) -> click.Command:
+    module_name, _, attribute = target.partition(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{target} is not a click command")
+    return command
 
 
 @click.command(name="bench", context_settings={"ignore_unknown_options": True})
@@ -164,5 +179,5 @@ def bench_missing(args: tuple[str, ...]) -> None:
     )
 
 
-cli.add_command(bench_missing)
-add_plugin_commands(cli)
+if "bench" not in cli.lazy:  # the harness's entry point, when installed, wins
+    cli.add_command(bench_missing)

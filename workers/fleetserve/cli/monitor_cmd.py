@@ -14,6 +14,7 @@ from fleetserve.config.settings import Settings
 from fleetserve.kafka.probe import describe_cluster
 from fleetserve.monitor.config import MonitorConfig, MonitorTopics
 from fleetserve.monitor.guard import GuardPolicy
+from fleetserve.store.kafka_store import ModelTopics
 from fleetserve.topics.loader import load_topics
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def monitor(settings: Settings, /, **options: Any) -> None:
         app_id=o["app_id"] or f"{settings.topic_prefix or ''}fleetserve-monitor",
         partitions=topics.topics["bot_stats"].partitions,
         store_dir=Path(settings.store_dir),
+        models=ModelTopics.from_declared(topics),
         web_host=o["web_host"],
         web_port=o["web_port"],
         operator_token=token,

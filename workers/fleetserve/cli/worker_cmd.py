@@ -18,6 +18,7 @@ from fleetserve.cli.context import pass_settings
 from fleetserve.cli.lifecycle import on_stop_signals
 from fleetserve.config.serving import KNOBS, Knob, default_of, serving_settings
 from fleetserve.config.settings import Settings
+from fleetserve.store.select import close_store, serving_store
 from fleetserve.topics.loader import load_topics
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def worker(settings: Settings, /, **options: Any) -> None:
     settings = dataclasses.replace(settings, serving=serving_settings(options, settings.serving))
     declared = load_topics(settings.topic_file, settings.topic_env, settings.topic_prefix)
     topics = WorkerTopics.from_declared(declared, settings.serving.replies_topic)
-    serving = Worker(settings, topics)
+    store = serving_store(settings, declared)
+    serving = Worker(settings, topics, store=store)
 
     def request_stop(signum: int) -> None:
         # Not an exception: the pass in flight must still commit.
@@ -81,5 +83,8 @@ def worker(settings: Settings, /, **options: Any) -> None:
         )
         serving.request_stop()
 
-    with on_stop_signals(request_stop):
-        serving.run()
+    try:
+        with on_stop_signals(request_stop):
+            serving.run()
+    finally:
+        close_store(store)

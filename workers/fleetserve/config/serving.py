@@ -59,6 +59,12 @@ class ServingSettings:
     # Glob patterns of topics a query's reply_to may name, beside the replies topic and
     # topics under it; compacted and fleetserve control topics are refused whatever.
     reply_to_allow: tuple[str, ...] = ()
+    # With `--store kafka`: the disk cache of fetched snapshots (None: <state_dir>/models),
+    # its budget, and how long a fetch from the models topic may take before the query
+    # goes to the retry tier.
+    disk_cache: str | None = None
+    disk_cache_bytes: int = 4 * GIB
+    model_fetch_timeout_ms: int = 5_000
     # Per-bot statistics: each worker flushes its summaries at most this often (ms).
     stats_interval_ms: int = 2_000
     # Test-only fault injection: the worker SIGKILLs itself on a query containing this text.
@@ -67,6 +73,10 @@ class ServingSettings:
     @property
     def max_rows_per_bot(self) -> int:
         return max(1, int(self.max_batch * self.max_bot_share))
+
+    @property
+    def disk_cache_path(self) -> str:
+        return self.disk_cache or f"{self.state_dir}/models"
 
 
 Kind = Literal["int", "float", "size", "text", "choice", "texts"]
@@ -98,7 +108,11 @@ class Knob:
         return _SIZE_FIELDS.get(self.name, self.name)
 
 
-_SIZE_FIELDS: Final = {"model_memory": "model_memory_bytes", "max_model_size": "max_model_bytes"}
+_SIZE_FIELDS: Final = {
+    "model_memory": "model_memory_bytes",
+    "max_model_size": "max_model_bytes",
+    "disk_cache_size": "disk_cache_bytes",
+}
 
 KNOBS: Final = (
     Knob("model_memory", "size", "Budget of the model cache, e.g. 2GiB or 512MiB.",
@@ -132,6 +146,13 @@ KNOBS: Final = (
          "died this many times while processing it.", low=1, high=100),
     Knob("state_dir", "text", "Directory that outlives the process, for the pass in flight.",
          env="FLEETSERVE_STATE_DIR"),
+    Knob("disk_cache", "text", "With --store kafka: folder of fetched snapshots, which workers "
+         "on one machine may share (default <state-dir>/models).", env="FLEETSERVE_DISK_CACHE"),
+    Knob("disk_cache_size", "size", "Budget of the disk cache, e.g. 4GiB.",
+         env="FLEETSERVE_DISK_CACHE_SIZE"),
+    Knob("model_fetch_timeout_ms", "int", "With --store kafka: longest wait for a snapshot "
+         "from the models topic before its queries go to the retry tier.", low=100,
+         high=600_000),
     Knob("stats_interval_ms", "int", "Flush per-bot statistics to the bot-stats topic at "
          "most this often.", low=100, high=600_000),
     Knob("fault_kill_on_text", "text", "Test only: SIGKILL the worker on this query text.",
@@ -202,6 +223,7 @@ def _check(settings: ServingSettings) -> None:
             settings.retry_base_ms <= settings.retry_max_ms,
             "need retry base ms <= retry max ms",
         ),
+        (settings.disk_cache_bytes > 0, "disk cache size must be positive"),
     ]
     problems += [message for ok, message in rules if not ok]
     if problems:

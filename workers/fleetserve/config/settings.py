@@ -14,6 +14,8 @@ from fleetserve.config.masking import mask_properties
 from fleetserve.config.serving import ServingSettings
 
 DEFAULT_STORE_DIR = Path("artifacts")
+KAFKA_STORE = "kafka"
+"""``--store kafka``: snapshots come from the models topic (``store/kafka_store.py``)."""
 
 
 class Stage(enum.StrEnum):
@@ -66,6 +68,9 @@ class Settings:
     topic_prefix: str = ""
     log_level: str = "INFO"
     store_dir: Path = DEFAULT_STORE_DIR  # the local artifact store of model snapshots
+    # True with `--store kafka`: workers and deploy read snapshots from the models topic;
+    # builds and `publish` still use store_dir (the default folder) as the build output.
+    store_kafka: bool = False
     source_file: Path | None = None
     serving: ServingSettings = field(default_factory=ServingSettings)
 
@@ -80,6 +85,7 @@ class Settings:
             "topic_env": self.topic_env,
             "topic_prefix": self.topic_prefix,
             "log_level": self.log_level,
+            "store": KAFKA_STORE if self.store_kafka else str(self.store_dir),
             "store_dir": str(self.store_dir),
             "source_file": str(self.source_file) if self.source_file else None,
             "serving": dataclasses.asdict(self.serving),

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from fleetserve.config.serving import KNOBS, Knob, ServingSettings, serving_settings
-from fleetserve.config.settings import DEFAULT_STORE_DIR, KafkaSettings, Settings, Stage
+from fleetserve.config.settings import (
+    DEFAULT_STORE_DIR,
+    KAFKA_STORE,
+    KafkaSettings,
+    Settings,
+    Stage,
+)
 from fleetserve.errors import ConfigError
 
 ENV_PREFIX = "FLEETSERVE_"
@@ -85,7 +91,9 @@ def load_file_layer(path: Path) -> Layer:
         if key in _FILE_TOP_KEYS:
             layer.values[key] = value
         elif key == "store":
-            layer.values[key] = path.parent / str(value)  # relative to the file, like topics
+            # A folder is relative to the file, like topics; `kafka` names the models topic.
+            text = str(value)
+            layer.values[key] = text if text == KAFKA_STORE else path.parent / text
         elif key == "kafka" and isinstance(value, dict):
             layer.kafka.update(_kafka_properties(value, layer.origin))
         elif key == "topics" and isinstance(value, dict):
@@ -170,10 +178,21 @@ def _validate(raw: Layer, file_path: Path | None) -> Settings:
         topic_env=str(values.get("topic_env", "local")),
         topic_prefix=_matching("topic_prefix", values.get("topic_prefix", ""), _PREFIX_RE),
         log_level=_log_level(values.get("log_level", "INFO")),
-        store_dir=Path(values.get("store") or DEFAULT_STORE_DIR),
+        store_dir=_store_dir(values.get("store")),
+        store_kafka=str(values.get("store")) == KAFKA_STORE,
         source_file=file_path,
         serving=_serving(values),
     )
+
+
+def _store_dir(value: Any) -> Path:
+    """The build directory: the one named, or the default with ``--store kafka``.
+
+    ``kafka`` is the models topic; a folder of that name is ``./kafka``.
+    """
+    if not value or str(value) == KAFKA_STORE:
+        return DEFAULT_STORE_DIR
+    return Path(value)
 
 
 def _serving(values: Mapping[str, Any]) -> ServingSettings:

@@ -152,14 +152,24 @@ class DeadLetterV1(TypedDict):
     dead_lettered_at_ms: int
 
 
+class SnapshotLocation(TypedDict):
+    """Where the models topic holds a snapshot: its first record's coordinates."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
 class PreviousModel(TypedDict):
     model_version: str
     sha256: str
+    location: NotRequired[SnapshotLocation]
 
 
 class StageDeployment(TypedDict):
     model_version: str
     sha256: str
+    location: NotRequired[SnapshotLocation]
     deployed_at_ms: int
     previous: list[PreviousModel]
     include_query_text: NotRequired[bool]

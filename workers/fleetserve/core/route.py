@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleetserve.core.records import Coordinates
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -18,6 +20,8 @@ class Route:
     model_version: str
     sha256: str
     include_query_text: bool = True
+    location: Coordinates | None = None
+    """Where the models topic holds the snapshot, when the deployment says (not in the key)."""
 
     @property
     def cache_key(self) -> tuple[str, str, str]:

@@ -1,4 +1,9 @@
-"""Run the demo: every moving part of fleetserve on this machine, for about half a minute."""
+"""Run the demo: every moving part of fleetserve on this machine, for about half a minute.
+
+The bots are built into a temporary folder, published to the models topic and deployed;
+the workers use ``--store kafka``: they load every model from Kafka into their own disk
+cache, as workers on other machines would.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,16 +30,20 @@ from fleetserve.broker.embedded import EmbeddedBroker, file_tail, free_loopback_
 from fleetserve.builder.config import BuildConfig
 from fleetserve.builder.fleet import build_all
 from fleetserve.client.client import FleetClient, Outcome
-from fleetserve.config.settings import KafkaSettings
+from fleetserve.config.settings import KAFKA_STORE, KafkaSettings
 from fleetserve.core.clock import now_ms
 from fleetserve.demo.questions import Question, load_test_split, pick_questions
 from fleetserve.deploy import records
+from fleetserve.deploy.control import ControlPlane
 from fleetserve.deploy.log import publish_records
+from fleetserve.deploy.placement import PublishingPlacement, build_order
 from fleetserve.errors import FatalError, ReplyTimeout
 from fleetserve.kafka.clients import admin_client
+from fleetserve.store.kafka_store import KafkaModelStore, ModelTopics
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve.topics.apply import apply_topics
 from fleetserve.topics.loader import load_topics
+from fleetserve.topics.spec import TopicSet
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +78,10 @@ def run_demo(options: DemoOptions, echo: Echo) -> list[Answer]:
         store_dir = options.store_dir or work / "store"
         bots = make_fleet(options.bots, seed=options.seed)
         build_fleet(bots, work / "fleet", store_dir, echo)
-        deploy_all(kafka, topics.name("deployments"), LocalDirectoryStore(store_dir), echo)
+        publish_and_deploy(kafka, topics, LocalDirectoryStore(store_dir), echo)
         ports = [free_loopback_port() for _ in range(options.workers)]
-        stack.enter_context(worker_group(broker.bootstrap_servers, store_dir, ports, work, echo))
+        # The workers see the build folder nowhere: they read the models topic.
+        stack.enter_context(worker_group(broker.bootstrap_servers, KAFKA_STORE, ports, work, echo))
         questions = pick_questions(
             bots, load_test_split(dataset_root()), options.questions_per_language, options.seed
         )
@@ -120,9 +130,27 @@ def deploy_all(kafka: KafkaSettings, topic: str, store: LocalDirectoryStore, ech
     echo(f"deployed {len(deployments)} bots to stage real")
 
 
+def publish_and_deploy(
+    kafka: KafkaSettings, topics: TopicSet, store: LocalDirectoryStore, echo: Echo
+) -> None:
+    """Each bot's snapshot to the models topic, then its deployment naming where it is."""
+    placement = PublishingPlacement(
+        store, KafkaModelStore(kafka, ModelTopics.from_declared(topics))
+    )
+    plane = ControlPlane(kafka, topics.name("deployments"), placement, "demo")
+    with closing(plane):
+        deployed = plane.deploy_many(
+            [(bot, build_order(store, bot)[-1]) for bot in store.bots()], "real"
+        )
+    echo(
+        f"published {len(deployed)} snapshots to {placement.models.topics.models} and "
+        "deployed them to stage real"
+    )
+
+
 @contextmanager
 def worker_group(
-    bootstrap: str, store_dir: Path, ports: list[int], work: Path, echo: Echo
+    bootstrap: str, store_dir: Path | str, ports: list[int], work: Path, echo: Echo
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``len(ports)`` worker processes in one group; SIGTERM and wait on the way out."""
     processes: list[subprocess.Popen[bytes]] = []
@@ -143,7 +171,7 @@ def worker_group(
 
 def spawn_worker(
     bootstrap: str,
-    store_dir: Path,
+    store_dir: Path | str,
     index: int,
     port: int,
     log: Path,

@@ -1,39 +1,34 @@
-"""Deploy, promote and roll back: check the artifact, compute the next record, publish it."""
+"""Deploy, promote and roll back: place the snapshot, compute the next record, publish it.
+
+The snapshot is placed (checked, and published to the models topic) *before* the
+deployment record that names it, so no worker ever reads a deployment whose snapshot is
+not there yet; the record names the snapshot's location on the models topic.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fleetserve.config.settings import KafkaSettings
 from fleetserve.core.clock import now_ms
 from fleetserve.deploy import records
-from fleetserve.deploy.log import publish_record, read_deployments
-from fleetserve.errors import ArtifactError, DeploymentRefused
-from fleetserve.store.base import ArtifactStore, sha256_hex
-
-
-def verified_sha256(store: ArtifactStore, bot_id: str, version: str) -> str:
-    """The snapshot's sha256, only if it exists and its file still matches its manifest."""
-    if not store.exists(bot_id, version):
-        known = ", ".join(store.versions(bot_id)[-5:]) or "none"
-        raise DeploymentRefused(f"{bot_id} has no snapshot {version} in {store!r} (known: {known})")
-    try:
-        return sha256_hex(store.read_model(bot_id, version))
-    except ArtifactError as exc:
-        raise DeploymentRefused(f"refusing to deploy {bot_id}/{version}: {exc}") from None
+from fleetserve.deploy.log import publish_record, publish_records, read_deployments
+from fleetserve.deploy.placement import Placed, Placement, PublishingPlacement
+from fleetserve.errors import DeploymentRefused
 
 
 @dataclass(frozen=True)
 class ControlPlane:
     kafka: KafkaSettings
     topic: str
-    store: ArtifactStore
+    placement: Placement
     actor: str
     timeout_s: float = 15.0
 
     def current(self, bot_id: str) -> dict[str, Any] | None:
+        self.placement.prepare()  # the model index is read while the deployments are
         return self.all_current().get(bot_id)
 
     def all_current(self) -> dict[str, dict[str, Any]]:
@@ -42,18 +37,28 @@ class ControlPlane:
     def deploy(
         self, bot_id: str, version: str, stage: str, include_query_text: bool | None = None
     ) -> dict[str, Any]:
-        sha256 = verified_sha256(self.store, bot_id, version)
-        record = records.deploy(
-            self.current(bot_id),
-            bot_id=bot_id,
-            stage=stage,
-            model_version=version,
-            sha256=sha256,
-            actor=self.actor,
-            now_ms=now_ms(),
-            include_query_text=include_query_text,
-        )
+        current = self.current(bot_id)
+        placed = self.placement.place(bot_id, version)
+        record = self._deployed(current, bot_id, version, stage, placed, include_query_text)
         return self._publish(record)
+
+    def deploy_many(
+        self, snapshots: Sequence[tuple[str, str]], stage: str
+    ) -> list[tuple[dict[str, Any], Placed]]:
+        """Place every (bot, version), then deploy them all on ``stage`` in one write."""
+        self.placement.prepare()
+        if isinstance(self.placement, PublishingPlacement):
+            placements = self.placement.place_many(snapshots)
+        else:
+            placements = [self.placement.place(bot, version) for bot, version in snapshots]
+        table = self.all_current()
+        deployed = [
+            (self._deployed(table.get(bot), bot, version, stage, placed), placed)
+            for (bot, version), placed in zip(snapshots, placements, strict=True)
+        ]
+        if deployed:
+            publish_records(self.kafka, self.topic, [r for r, _ in deployed], self.timeout_s)
+        return deployed
 
     def promote(self, bot_id: str, source: str, target: str) -> dict[str, Any]:
         current = self.current(bot_id)
@@ -77,15 +82,44 @@ class ControlPlane:
         self._check_live(record, bot_id, stage)
         return self._publish(record)
 
+    def close(self) -> None:
+        self.placement.close()
+
+    def _deployed(
+        self,
+        current: dict[str, Any] | None,
+        bot_id: str,
+        version: str,
+        stage: str,
+        placed: Placed,
+        include_query_text: bool | None = None,
+    ) -> dict[str, Any]:
+        record = records.deploy(
+            current,
+            bot_id=bot_id,
+            stage=stage,
+            model_version=version,
+            sha256=placed.sha256,
+            actor=self.actor,
+            now_ms=now_ms(),
+            include_query_text=include_query_text,
+        )
+        return records.locate(record, stage, placed.location)
+
     def _check_live(self, record: dict[str, Any], bot_id: str, stage: str) -> None:
-        """What a stage is about to serve must still be in the store, byte for byte."""
+        """What a stage is about to serve must still be placed, byte for byte.
+
+        A record from before the models topic gains the location here (published now).
+        """
         live = record["stages"][stage]
-        sha256 = verified_sha256(self.store, bot_id, live["model_version"])
-        if sha256 != live["sha256"]:
+        placed = self.placement.place(bot_id, live["model_version"])
+        if placed.sha256 != live["sha256"]:
             raise DeploymentRefused(
-                f"{bot_id}/{live['model_version']} now has sha256 {sha256}, but the deployment "
-                f"record says {live['sha256']}; rebuild and deploy it explicitly"
+                f"{bot_id}/{live['model_version']} now has sha256 {placed.sha256}, but the "
+                f"deployment record says {live['sha256']}; rebuild and deploy it explicitly"
             )
+        if placed.location is not None:
+            records.locate(record, stage, placed.location)
 
     def _publish(self, record: dict[str, Any]) -> dict[str, Any]:
         publish_record(self.kafka, self.topic, record, self.timeout_s)

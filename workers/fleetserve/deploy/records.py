@@ -2,6 +2,10 @@
 
 Every function takes the current record (or None) and returns the next one; nothing
 here talks to Kafka or the artifact store.
+
+A stage entry and each entry of its history may name where the models topic holds the
+snapshot (``location``): it travels with the version through promote and rollback, so
+whatever a stage serves or can roll back to is found with one fetch.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from fleetserve.core.records import Coordinates
 from fleetserve.errors import DeploymentRefused
 
 HISTORY_LIMIT = 20
@@ -62,6 +67,7 @@ def promote(
         actor=actor,
         now_ms=now_ms,
     )
+    locate(record, target, location_of(live))
     return _stamp(record, "promote", actor, now_ms)
 
 
@@ -88,12 +94,35 @@ def rollback(
     record = _start(current, bot_id)
     back, *older = live["previous"]
     entry = {**live, "model_version": back["model_version"], "sha256": back["sha256"]}
+    with_location(entry, location_of(back))  # never the rolled-back version's location
     entry["deployed_at_ms"] = now_ms
     entry["previous"] = older
     record["stages"][stage] = entry
     if evidence is not None:
         record["evidence"] = dict(evidence)
     return _stamp(record, "rollback", actor, now_ms)
+
+
+def locate(record: Record, stage: str, location: Coordinates | None) -> Record:
+    """``record`` with ``stage``'s live snapshot at ``location`` (None: not stated)."""
+    with_location(record["stages"][stage], location)
+    return record
+
+
+def location_of(entry: dict[str, Any]) -> Coordinates | None:
+    """The (topic, partition, offset) an entry names, if any."""
+    where = entry.get("location")
+    return None if where is None else (where["topic"], where["partition"], where["offset"])
+
+
+def with_location(entry: dict[str, Any], location: Coordinates | None) -> dict[str, Any]:
+    """``entry`` naming ``location`` (or none: an older record, or no models topic)."""
+    if location is None:
+        entry.pop("location", None)
+    else:
+        topic, partition, offset = location
+        entry["location"] = {"topic": topic, "partition": partition, "offset": offset}
+    return entry
 
 
 def _start(current: Record | None, bot_id: str) -> Record:
@@ -114,6 +143,7 @@ def _history_after(
     if entry["model_version"] == model_version and entry["sha256"] == sha256:
         return list(entry["previous"])  # redeploying what is live adds no history
     head = {"model_version": entry["model_version"], "sha256": entry["sha256"]}
+    with_location(head, location_of(entry))
     return [head, *entry["previous"]][:HISTORY_LIMIT]
 
 

@@ -41,3 +41,27 @@ def safe_start(offset: int, reported_end: int) -> int:
     even an end event; starting at most there and reading forward finds the record.
     """
     return min(offset, reported_end)
+
+
+MODEL_FETCH_WAIT_MS: Final = 1
+"""A model fetch always asks for a record that exists, yet Tansu's answer grows with
+``fetch.wait.max.ms`` even then: on 10,000 snapshots (300 random loads) 1 ms gave p50 3.5 /
+p99 8.3 ms, 5 ms 14.4 / 21.6, 100 ms 11.9 / 19.8. Apache Kafka answers as soon as it has
+the data, and the model fetcher unassigns after each snapshot, so there the short wait
+costs nothing (``store/kafka_fetch.py``)."""
+
+QUIET_BEFORE_END_CHECK_S: Final = 0.2
+"""Seconds with nothing fetched before a model fetcher asks whether its offset lies past
+the partition's end (see :func:`past_the_end`)."""
+
+
+def past_the_end(offset: int, fetched_high_watermark: int | None) -> bool:
+    """Whether ``offset`` lies past a partition's end, by the last *fetch response's*
+    high watermark.
+
+    Apache Kafka answers a fetch past the end with OFFSET_OUT_OF_RANGE; Tansu answers it
+    with nothing, forever, so a missing snapshot would look like a slow one. The watermark
+    a fetch response carries was right where ListOffsets under-reported (seen here); an
+    unknown one (negative, None) decides nothing.
+    """
+    return fetched_high_watermark is not None and 0 <= fetched_high_watermark < offset

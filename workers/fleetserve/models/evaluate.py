@@ -16,8 +16,8 @@ from fleetserve.models.featurize import (
     select,
     to_padded,
 )
-from fleetserve.models.graph import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 from fleetserve.models.runtime import InferenceSession
+from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 
 F32 = npt.NDArray[np.float32]
 

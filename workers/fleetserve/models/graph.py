@@ -17,14 +17,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 from fleetserve.models.train import ModelWeights
 
 OPSET = 17
 # IR 8 is what onnxruntime releases since 1.14 load; newer IRs add nothing this graph uses.
 IR_VERSION = 8
-INPUT_IDS = "ids"
-INPUT_WEIGHTS = "weights"
-OUTPUT_PROBS = "probs"
 
 
 def export_onnx(weights: ModelWeights, metadata: Mapping[str, str]) -> bytes:

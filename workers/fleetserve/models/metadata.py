@@ -8,8 +8,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import onnx
-
 from fleetserve.errors import ArtifactError
 from fleetserve.models.featurize import FeaturizerSpec
 
@@ -63,6 +61,9 @@ def read_model_metadata(source: bytes | SessionLike) -> ModelMetadata:
 
 
 def metadata_props(model_bytes: bytes) -> dict[str, str]:
+    # Imported here: serving reads metadata from the session and never needs onnx.
+    import onnx  # noqa: PLC0415
+
     try:
         model = onnx.load_from_string(model_bytes)
     except Exception as exc:  # protobuf raises its own DecodeError; keep one type for callers

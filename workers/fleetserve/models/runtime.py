@@ -10,8 +10,8 @@ import numpy.typing as npt
 import onnxruntime as ort  # type: ignore[import-untyped]
 
 from fleetserve.models.featurize import FeaturizerSpec, featurize_padded
-from fleetserve.models.graph import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 from fleetserve.models.metadata import ModelMetadata, read_model_metadata
+from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 
 __all__ = [
     "InferenceSession",

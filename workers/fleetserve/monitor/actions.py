@@ -24,8 +24,10 @@ from fleetserve.deadletters.operators.replay_plan import ReplayEvent, ReplayOpti
 from fleetserve.deadletters.operators.sink import ReplayTopics
 from fleetserve.deadletters.operators.stats import DeadLetterStats
 from fleetserve.deploy.control import ControlPlane
+from fleetserve.deploy.placement import LocalPlacement, Placement, PublishingPlacement
 from fleetserve.monitor.config import MonitorConfig
 from fleetserve.monitor.guard import Watch, evidence
+from fleetserve.store.kafka_store import KafkaModelStore
 from fleetserve.store.local import LocalDirectoryStore
 
 logger = logging.getLogger(__name__)
@@ -59,12 +61,14 @@ class Actions:
         self._replay_lock = threading.Lock()
 
     def _control(self, actor: str) -> ControlPlane:
-        return ControlPlane(
-            self.config.kafka,
-            self.config.topics.deployments,
-            LocalDirectoryStore(self.config.store_dir),
-            actor,
+        """A rollback checks the snapshot it restores, and places it on the models topic."""
+        source = LocalDirectoryStore(self.config.store_dir)
+        placement: Placement = (
+            LocalPlacement(source)
+            if self.config.models is None
+            else PublishingPlacement(source, KafkaModelStore(self.config.kafka, self.config.models))
         )
+        return ControlPlane(self.config.kafka, self.config.topics.deployments, placement, actor)
 
     def record(self, actor: str, action: str, detail: str) -> None:
         logger.warning("%s: %s: %s", actor, action, detail)
@@ -75,12 +79,12 @@ class Actions:
     def guard_rollback(self, watch: Watch) -> str:
         """Roll the watched stage back with the evidence, unless it no longer serves the
         version under watch (someone deployed or rolled back meanwhile)."""
-        control = self._control(GUARD_ACTOR)
-        live = ((control.current(watch.bot_id) or {}).get("stages") or {}).get(watch.stage)
-        if live is None or live["model_version"] != watch.new_version:
-            return "superseded"
-        proof = evidence(watch, self.config.policy, int(time.time() * 1000))
-        control.rollback(watch.bot_id, watch.stage, evidence=proof)
+        with closing(self._control(GUARD_ACTOR)) as control:
+            live = ((control.current(watch.bot_id) or {}).get("stages") or {}).get(watch.stage)
+            if live is None or live["model_version"] != watch.new_version:
+                return "superseded"
+            proof = evidence(watch, self.config.policy, int(time.time() * 1000))
+            control.rollback(watch.bot_id, watch.stage, evidence=proof)
         breached = ", ".join(c["metric"] for c in proof["checks"] if c["breached"])
         self.record(
             GUARD_ACTOR,
@@ -99,7 +103,8 @@ class Actions:
         )
 
     def operator_rollback(self, bot_id: str, stage: str) -> dict[str, Any]:
-        record = self._control(CONSOLE_ACTOR).rollback(bot_id, stage)
+        with closing(self._control(CONSOLE_ACTOR)) as control:
+            record = control.rollback(bot_id, stage)
         live = record["stages"][stage]["model_version"]
         self.record(CONSOLE_ACTOR, "rollback", f"{bot_id} {stage}: now {live}")
         return record

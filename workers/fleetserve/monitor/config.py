@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fleetserve.config.settings import KafkaSettings
 from fleetserve.monitor.guard import GuardPolicy
+from fleetserve.store.kafka_store import ModelTopics
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class MonitorConfig:
     policy: GuardPolicy = field(default_factory=GuardPolicy)
     guard_interval_s: float = 1.0
     session_timeout_s: float = 10.0
+    models: ModelTopics | None = None
+    """The models topic: a rollback places the snapshot it restores there (None: no topic)."""
     changelog_batch_bytes: int | None = None
     """None: faust's default. Tiny (1) writes one changelog record per batch, which Tansu's
     under-reported high watermark needs for a complete recovery (tests only: it costs a

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from fleetserve.core.facts import STAGES
+from fleetserve.core.records import Coordinates
 from fleetserve.core.route import Route
 from fleetserve.errors import ContractError, QueryFailed
 
@@ -53,6 +54,7 @@ def routes_from_record(record: Mapping[str, Any]) -> dict[str, Route]:
                 sha256=entry["sha256"],
                 # The contract says an absent switch means the text is kept.
                 include_query_text=bool(entry.get("include_query_text", True)),
+                location=location_of(entry),
             )
             for stage, entry in record["stages"].items()
         }
@@ -60,6 +62,14 @@ def routes_from_record(record: Mapping[str, Any]) -> dict[str, Route]:
         raise ContractError(
             "schema_violation", f"deployment record has no usable stages: {exc!r}"
         ) from exc
+
+
+def location_of(entry: Mapping[str, Any]) -> Coordinates | None:
+    """A stage entry's snapshot location (topic, partition, offset), if it names one."""
+    where = entry.get("location")
+    if where is None:
+        return None
+    return (where["topic"], where["partition"], where["offset"])
 
 
 def diff_routes(bot_id: str, old: StageRoutes, new: StageRoutes) -> list[RouteChange]:

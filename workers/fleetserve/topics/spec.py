@@ -16,6 +16,8 @@ REQUIRED_ROLES = (
     "replays",
     "deployments",
     "crashes",
+    "models",
+    "model_index",
     "bot_stats",
 )
 # Every role but replies: fleetserve's own bookkeeping, never a reply_to target.
