@@ -181,8 +181,13 @@ def measure_latency(
     }
 
 
-def latency_side_by_side(world: BenchWorld, workers: int, pace: Pace) -> dict[str, Any]:
-    """The relay (two hops), fleetserve exactly-once and at-least-once, one after another."""
+def latency_side_by_side(
+    world: BenchWorld,
+    workers: int,
+    pace: Pace,
+    deliveries: Sequence[str] = ("exactly-once", "at-least-once"),
+) -> dict[str, Any]:
+    """The relay (two hops), then fleetserve in each of ``deliveries``, one after another."""
     results = []
     relay_in, relay_out = "bench-lat-relay.in", "bench-lat-relay.out"
     results.append(
@@ -190,7 +195,7 @@ def latency_side_by_side(world: BenchWorld, workers: int, pace: Pace) -> dict[st
             world, "relay", _relay_up(world, relay_in, relay_out), relay_in, relay_out, pace
         )
     )
-    for delivery in ("exactly-once", "at-least-once"):
+    for delivery in deliveries:
         prefix = f"bench-lat-{delivery}."
         topics = world.namespace(prefix)
         up = _workers_up(world, workers, prefix, delivery)
