@@ -15,7 +15,7 @@ from fleetserve.config.settings import Settings
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="Small sizes for a smoke run (under 3 minutes).")
+@click.option("--quick", is_flag=True, help="Small sizes for a smoke run (under 60 s).")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
