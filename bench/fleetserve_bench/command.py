@@ -6,6 +6,7 @@ Registered with fleetserve's CLI through the ``fleetserve.commands`` entry point
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -23,8 +24,14 @@ from fleetserve.config.settings import Settings
     show_default=True,
     help="Folder for <scenario>.json, summary.md and the plots.",
 )
+@click.option(
+    "--skip-density",
+    is_flag=True,
+    help="Full runs: leave out the 10,000-bot density world and the 10,000-active-bot "
+    "scaling point (that fleet takes about 12 minutes to build the first time).",
+)
 @pass_settings
-def bench(_settings: Settings, /, quick: bool, out: Path) -> None:
+def bench(_settings: Settings, /, quick: bool, out: Path, skip_density: bool) -> None:
     """Run the benchmark scenarios end to end on an embedded broker and print the headline.
 
     Throughput: the same Zipf-distributed queries answered by a 2-worker fleetserve group,
@@ -38,6 +45,8 @@ def bench(_settings: Settings, /, quick: bool, out: Path) -> None:
     from fleetserve_bench.run import BenchPlan, run_bench  # noqa: PLC0415
 
     plan = BenchPlan.quick() if quick else BenchPlan.full()
+    if skip_density:
+        plan = dataclasses.replace(plan, density_bots=0)
     results = run_bench(plan, out, quick, click.echo)
     click.echo(report.markdown_table(report.headline_rows(results)))
     click.echo(f"results in {out}/")

@@ -51,6 +51,7 @@ class BenchPlan:
     # Density and rebalance run in full runs only: at quick sizes they would push the
     # smoke run past its 3 minutes.
     density_bots: int = 0
+    rebalance: bool = False
     fits_memory: str = "4GiB"
     churn_memory: str = "1GiB"
     fits_queries: int = 20_000
@@ -72,7 +73,7 @@ class BenchPlan:
         # latency_s: a paced producer writes at most one batch per partition per 5 ms
         # linger, so 10 s stays far below the ~10,000 batches where Tansu slows down.
         return cls(bots=1_000, queries=200_000, no_cache_queries=20_000, faust_queries=3_000,
-                   latency_fraction=0.25, latency_s=10, density_bots=10_000,
+                   latency_fraction=0.25, latency_s=10, density_bots=10_000, rebalance=True,
                    scaling_actives=(10, 100, 1_000), scaling_pass_sizes=(500, 2_000))  # fmt: skip
 
 
@@ -91,7 +92,18 @@ def run_bench(plan: BenchPlan, out: Path, quick: bool, say: Echo) -> dict[str, d
         small = Load(plan.no_cache_queries, plan.zipf_s, plan.seed)
         tiny = Load(plan.faust_queries, plan.zipf_s, plan.seed)
         systems = [
-            fleetserve_run(world, "fleetserve", plan.workers, load, load.queries, plan.timeout_s),
+            # Warmed (one query per bot, not measured): the relay has no models to load,
+            # and the no-cache run below is what serving without warm models costs.
+            fleetserve_run(
+                world,
+                "fleetserve",
+                plan.workers,
+                load,
+                load.queries,
+                plan.timeout_s,
+                (),
+                world.bot_ids,
+            ),
             relay_run(world, load, plan.timeout_s),
             fleetserve_run(
                 world,
@@ -125,7 +137,7 @@ def run_bench(plan: BenchPlan, out: Path, quick: bool, say: Echo) -> dict[str, d
                 plan.workers, plan.timeout_s, echo,
             )  # fmt: skip
             results["scaling"] = {"points": points}
-        if plan.density_bots:
+        if plan.rebalance:
             results["rebalance"] = rebalance_run(
                 world,
                 offered_per_s=plan.rebalance_per_s,

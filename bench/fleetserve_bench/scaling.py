@@ -42,9 +42,11 @@ def scaling_points(
             for pass_size in pass_sizes:
                 name = f"scale-{law}-{active}-p{pass_size}"
                 load = Load(queries, s, seed=13, active=active)
+                # Warmed first: one query per active bot, not measured, so the curve is
+                # the cost of serving and not of each fresh group's first model loads.
                 measured = fleetserve_run(
                     world, name, workers, load, queries, timeout_s,
-                    [*extra, "--max-batch", str(pass_size)],
+                    [*extra, "--max-batch", str(pass_size)], world.bot_ids[:active],
                 )  # fmt: skip
                 point = {
                     "law": law,

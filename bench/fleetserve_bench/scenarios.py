@@ -122,6 +122,8 @@ class CpuMark:
     broker: float
     loadgen_s: float = 0.0
     """CPU the bench process spent producing the load meanwhile (set after the preload)."""
+    since_ms: float = 0.0
+    """Outputs produced before this wall-clock ms (a warm-up's) are not measured."""
 
     @classmethod
     def now(cls, world: BenchWorld, pids: Sequence[int]) -> CpuMark:
@@ -138,9 +140,11 @@ def measure_outputs(
     timeout_s: float,
     before: CpuMark | None = None,
 ) -> Measured:
-    """Read ``expected`` outputs; CPU of ``pids`` and the broker since ``before``."""
+    """Read ``expected`` outputs; CPU of ``pids`` and the broker since ``before``. Outputs
+    produced before ``before.since_ms`` (a warm-up's) are read but not measured."""
     before = before or CpuMark.now(world, pids)
     points = read_points(world.kafka, topic, expected, parse, timeout_s)
+    points = [p for p in points if p.produced_ms >= before.since_ms]
     after = CpuMark.now(world, pids)
     own, broker = after.system - before.system, after.broker - before.broker
     if not points:
@@ -170,18 +174,39 @@ def fleetserve_run(
     expected: int,
     timeout_s: float,
     extra: Sequence[str] = (),
+    warm_bots: Sequence[str] = (),
 ) -> Measured:
-    """A settled worker group in its own namespace, then the load, then its replies."""
+    """A settled worker group in its own namespace, then the load, then its replies.
+
+    With ``warm_bots``, one query per bot is answered first and not measured (neither its
+    CPU nor its replies): the measurement is then of serving, not of first model loads.
+    """
     prefix = f"bench-{system}."
     topics = world.namespace(prefix)
     with running_workers(world, workers, f"bench-{system}", extra, prefix) as processes:
         pids = [p.pid for p in processes]
+        since_ms = warm_up(world, topics.name("queries"), topics.name("replies"), warm_bots)
         before = CpuMark.now(world, pids)
-        before = replace(before, loadgen_s=timed_preload(world, topics.name("queries"), load))
+        loadgen_s = timed_preload(world, topics.name("queries"), load)
+        before = replace(before, loadgen_s=loadgen_s, since_ms=since_ms)
         return measure_outputs(
-            world, system, pids, topics.name("replies"), expected, fleetserve_point, timeout_s,
-            before,
+            world, system, pids, topics.name("replies"), expected + len(warm_bots),
+            fleetserve_point, timeout_s, before,
         )  # fmt: skip
+
+
+def warm_up(world: BenchWorld, queries: str, replies: str, bots: Sequence[str]) -> float:
+    """One query per bot, answered; the wall-clock ms after which outputs are measured."""
+    if not bots:
+        return 0.0
+    writer = producer(world.kafka, {"linger.ms": 50})
+    now = now_ms()
+    for bot in bots:
+        writer.produce(queries, key=bot.encode(), value=query_value(bot, world.texts[bot][0], now))
+    writer.flush(60)
+    answered = read_points(world.kafka, replies, len(bots), fleetserve_point, 120)
+    logger.info("warm-up: %d of %d bots answered", len(answered), len(bots))
+    return float(max((p.produced_ms for p in answered), default=now)) + 1
 
 
 @contextmanager
