@@ -35,6 +35,7 @@ from fleetserve.contracts.codec import validate
 from fleetserve.contracts.messages import DeadLetterV1, ReplyV1
 from fleetserve.contracts.schemas import MessageKind
 from fleetserve.errors import ContractError, KafkaUnavailable, ReplyTimeout
+from fleetserve.kafka import devbroker
 from fleetserve.kafka.clients import consumer, producer
 from fleetserve.kafka.offsets import end_offsets
 
@@ -57,6 +58,10 @@ CONSUMER_CONFIG: Final[Mapping[str, Any]] = {
     # Workers write replies and dead letters in transactions; an aborted batch would
     # otherwise look like answers.
     "isolation.level": "read_committed",
+    # The worker's own wait (kafka/devbroker.py): with librdkafka's 500 ms default, Tansu
+    # held the client's fetch of replies for the whole wait, and every warm round trip of
+    # the demo read about 250 ms.
+    "fetch.wait.max.ms": devbroker.EMPTY_FETCH_WAIT_MS,
 }
 POLL_BATCH: Final = 500
 POLL_TIMEOUT_S: Final = 0.1
