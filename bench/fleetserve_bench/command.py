@@ -36,8 +36,9 @@ def bench(_settings: Settings, /, quick: bool, out: Path, skip_density: bool) ->
 
     Throughput: the same Zipf-distributed queries answered by a 2-worker fleetserve group,
     a confluent-kafka relay (the physical limit), fleetserve without its model cache and
-    a faust-streaming agent answering one message at a time. Latency: paced queries at a
-    fixed offered load, produce-to-reply from each reply's own timings.
+    a faust-streaming agent answering one message at a time. Latency: one paced producer
+    for the relay (two hops) and fleetserve, send-to-arrival at a reader. Full runs add
+    the cost per reply as the active bots and the pass size vary, rebalance and density.
     """
     # Imported here: matplotlib and the scenarios are heavy, and `fleetserve --help` loads
     # this module through its entry point.
