@@ -108,6 +108,7 @@ def scaling_plot(out: Path, result: Mapping[str, Any]) -> Path:
         axis.grid(alpha=0.3)
     cost_axis.legend(fontsize=7)
     figure.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)  # before the first JSON is written there
     path = out / "scaling.png"
     figure.savefig(path, dpi=120)
     plt.close(figure)
