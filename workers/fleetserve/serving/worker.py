@@ -350,7 +350,7 @@ class Worker:
                 change.old.model_version,
                 change.new.model_version if change.new else "(retired)",
             )
-            self.cache.retire(change.bot_id, keep=change.new)
+            self.cache.retire(change.bot_id, keep=self.table.routes(change.bot_id))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned.update((tp.topic, tp.partition) for tp in partitions)
