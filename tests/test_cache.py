@@ -117,7 +117,7 @@ def test_ledger_rules_without_threads(built: BuiltBots) -> None:
     assert ledger.over_budget(), "everything pinned: over budget until a release"
     assert ledger.unpin(b.route.cache_key) == []
     assert ledger.evict() == [b]
-    assert ledger.retire("a", keep=None) == ([], 1)
+    assert ledger.retire("a") == ([], 1)
     assert ledger.unpin(a.route.cache_key) == [a], "retired: leaves on its last release"
     assert ledger.unpin(c.route.cache_key) == []
     assert (len(ledger), ledger.pinned, ledger.resident_bytes) == (1, 0, 10)
@@ -204,7 +204,7 @@ def test_retire_drops_old_versions_and_pinned_ones_on_release(built: BuiltBots) 
         use(cache, new)
         use(cache, built.route(other))
 
-        cache.retire(bot, keep=new)
+        cache.retire(bot, keep=[new])
         assert old in cache, "still pinned: stays until released"
         assert cache.stats().retired == 0
         cache.release(in_batch)
@@ -217,6 +217,22 @@ def test_retire_drops_old_versions_and_pinned_ones_on_release(built: BuiltBots) 
         cache.retire(bot)  # undeployed: nothing of it stays
         assert new not in cache
         assert cache.stats().retired == 2
+
+
+def test_a_swap_on_one_stage_keeps_the_model_another_stage_serves(built: BuiltBots) -> None:
+    bot = built.bot_ids[0]
+    beta = replace(built.route(bot), stage="beta")
+    old_real = built.route(bot, built.build(bot, seed=1))
+    new_real = built.route(bot, built.build(bot, seed=2))
+    assert len({beta.model_version, old_real.model_version, new_real.model_version}) == 3
+    with make_cache(WrappingLoader(built)) as cache:
+        for route in (beta, old_real, new_real):
+            use(cache, route)
+        cache.retire(bot, keep=[beta, new_real])  # real moved to a new version; beta did not
+        assert beta in cache
+        assert new_real in cache
+        assert old_real not in cache
+        assert cache.stats().retired == 1
 
 
 # -- concurrency ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,17 @@ def test_killing_workers_while_retries_are_in_flight_loses_and_doubles_nothing(
     doubled = {rid: outcomes[rid] for rid in sent if len(outcomes.get(rid, [])) > 1}
     for rid, values in doubled.items():  # what a duplicate looked like, to tell its cause
         print("DOUBLED", rid, [(v.get("reason"), v["source"], v["worker"]) for v in values])
+        for fate in ("committed", "aborted", "open"):
+            for r in getattr(retry_log, fate):
+                if r.value and rid.encode() in r.value:
+                    print(
+                        "  retry record",
+                        fate,
+                        r.partition,
+                        r.offset,
+                        r.producer_id,
+                        dict(r.headers).get("fleetserve_retry-attempt"),
+                    )
     exactly_once(outcomes, sent)
     kinds = {("reply" if "top_k" in o else o["reason"]) for rid in sent for o in outcomes[rid]}
     assert kinds <= {"reply", "retries_exhausted"}, kinds
@@ -184,3 +196,68 @@ def test_a_retry_step_written_twice_is_answered_once_even_across_workers(
     exactly_once(outcomes, {"twice", later})
     (reply,) = outcomes["twice"]
     assert reply["source"] == {"topic": state.topic, "partition": 0, "offset": 7, "attempt": 2}
+
+
+def test_a_query_whose_uncommitted_retry_is_visible_is_answered_once(
+    harness: Harness, producer_factory: Any
+) -> None:
+    """A pass wrote a query's retry record and did not commit; the query is read again.
+
+    Tansu hands the aborted retry record to read_committed readers (so does any broker under
+    at-least-once): the re-run must adopt that decision, not answer the query beside it.
+    On Apache Kafka the record is hidden and the re-run answers the query itself.
+    """
+    bot = harness.built.bot_ids[2]
+    harness.deployer.deploy(harness.built.route(bot))
+    queries = harness.topics.name("queries")
+    query = make_query(bot, "where is my package", request_id="re-read")
+    delivered: list[int | None] = []
+    harness.producer.produce(
+        queries,
+        key=bot.encode(),
+        value=orjson.dumps(query),
+        partition=0,
+        on_delivery=lambda _err, msg: delivered.append(msg.offset()),
+    )
+    harness.producer.flush(10)
+    (offset,) = delivered
+    assert offset is not None
+    state = RetryState(
+        attempts=1,
+        not_before_ms=0,
+        first_failed_ms=query["sent_at_ms"],
+        reason="model_load_failed",
+        message="store unreadable",
+        topic=queries,
+        partition=0,
+        offset=offset,
+        timestamp_ms=query["sent_at_ms"],
+    )
+    retry, txn = harness.topics.name("retry"), unique_name("re-read")
+    crashed = producer_factory(**{"transactional.id": txn, "linger.ms": 0})
+    crashed.init_transactions(10)
+    crashed.begin_transaction()
+    crashed.produce(
+        retry, key=bot.encode(), value=orjson.dumps(query), headers=retry_headers(state)
+    )
+    crashed.flush(10)  # the pass's retry record is written; the pass never commits
+    # Its successor under the same transactional id fences it (aborting its transaction, as
+    # a restarted worker does), and its next pass commits another query's retry record.
+    successor = producer_factory(**{"transactional.id": txn, "linger.ms": 0})
+    successor.init_transactions(10)
+    other = make_query(bot, "is my card blocked", request_id="other")
+    elsewhere = replace(state, offset=offset + 1_000_000)
+    successor.begin_transaction()
+    successor.produce(
+        retry, key=bot.encode(), value=orjson.dumps(other), headers=retry_headers(elsewhere)
+    )
+    successor.commit_transaction(10)
+    harness.start_worker()
+    later = send_to(harness, bot, "a query behind it", partition=0)
+    names = [harness.topics.name("replies"), harness.topics.name("dead_letters")]
+    expected = {"re-read", "other", later}
+    outcomes, _ = committed_outcomes(harness.bootstrap, names, expected, timeout_s=30)
+    exactly_once(outcomes, expected)
+    (reply,) = outcomes["re-read"]
+    assert "top_k" in reply, reply
+    assert reply["source"]["offset"] == offset

@@ -94,6 +94,19 @@ def test_only_stages_that_changed_are_reported() -> None:
     assert table.apply("bank", record) == []
 
 
+def test_routes_lists_what_every_stage_serves_after_a_change() -> None:
+    table = RoutingTable()
+    record = deployed(None, "v1", SHA_A, stage="beta")
+    record = deployed(record, "v1", SHA_A, stage="real")
+    table.apply("bank", record)
+    table.apply("bank", deployed(record, "v2", SHA_B, stage="real"))
+    assert sorted(table.routes("bank"), key=lambda r: r.stage) == [
+        Route("bank", "beta", "v1", SHA_A),
+        Route("bank", "real", "v2", SHA_B),
+    ]
+    assert table.routes("unknown") == []
+
+
 def test_changes_come_in_stage_order() -> None:
     table = RoutingTable()
     record = deployed(None, "v1", SHA_A, stage="real")

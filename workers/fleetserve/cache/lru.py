@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from fleetserve.cache.model import CacheKey, LoadedModel
@@ -78,14 +79,14 @@ class LruLedger:
         if pins:
             self.pinned += 1
 
-    def retire(self, bot_id: str, keep: CacheKey | None) -> tuple[list[LoadedModel], int]:
-        """Remove ``bot_id``'s unpinned entries except ``keep``; mark its pinned ones.
+    def retire(self, bot_id: str, keep: Collection[CacheKey] = ()) -> tuple[list[LoadedModel], int]:
+        """Remove ``bot_id``'s unpinned entries except those in ``keep``; mark its pinned ones.
 
         Returns the removed models and how many pinned entries will go when released.
         """
         removed: list[LoadedModel] = []
         deferred = 0
-        for key in [k for k in self._slots if k[0] == bot_id and k != keep]:
+        for key in [k for k in self._slots if k[0] == bot_id and k not in keep]:
             slot = self._slots[key]
             if slot.pins:
                 slot.retired = True

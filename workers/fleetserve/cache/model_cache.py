@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -125,17 +125,18 @@ class ModelCache:
             assert pool is not None
             self._submit(pool, route, load)
 
-    def retire(self, bot_id: str, keep: Route | None = None) -> None:
-        """``bot_id``'s deployment changed: drop its entries except ``keep``.
+    def retire(self, bot_id: str, keep: Collection[Route] = ()) -> None:
+        """``bot_id``'s deployment changed: drop its entries except those of ``keep`` (what
+        some stage still routes to; a change on one stage must not evict another's model).
 
         Pinned entries (a batch is answering with them) go when their last pin is released;
         loads in flight for other versions are served to their waiters, then dropped.
         """
-        keep_key = keep.cache_key if keep is not None else None
+        keep_keys = frozenset(route.cache_key for route in keep)
         with self._lock:
-            gone, deferred = self._ledger.retire(bot_id, keep_key)
+            gone, deferred = self._ledger.retire(bot_id, keep_keys)
             for key, load in self._inflight.items():
-                if key[0] == bot_id and key != keep_key:
+                if key[0] == bot_id and key not in keep_keys:
                     load.retired = True
             self._memo.forget_bot(bot_id)
             self._counts.retired += len(gone)
@@ -145,7 +146,7 @@ class ModelCache:
             "bot %s retired %d cached version(s) (keeping %s); %d pinned go when released",
             bot_id,
             len(gone),
-            keep.model_version if keep is not None else "none",
+            ", ".join(sorted(route.model_version for route in keep)) or "none",
             deferred,
         )
         self._drop(gone)

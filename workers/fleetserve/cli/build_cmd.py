@@ -152,6 +152,11 @@ def build(
         **options,
     )
     console = Console(stderr=True)
+    if settings.store_kafka:  # snapshots are built on disk first, then published
+        console.print(
+            f"--store kafka: building into {settings.store_dir}; "
+            "send the snapshots to the models topic with `fleetserve publish` (or deploy)"
+        )
     started = time.perf_counter()
     with _progress(console) as progress:
         task = progress.add_task("building", total=len(sources))

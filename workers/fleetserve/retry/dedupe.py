@@ -10,6 +10,15 @@ check then only costs a set lookup per retry record.
 A worker remembers the steps it committed per retry partition, and when it is assigned a
 retry partition it first reads back what the group committed just before, so a copy is
 caught across restarts and rebalances too.
+
+A step is also skipped when the *next* step of the same query is already visible in the
+retry topic: a pass decided "retry" for it and wrote that record, but did not commit, and
+the re-run would decide afresh (the model may load now) while the record it left is still
+answered. Only a broker that shows an uncommitted pass's records (Tansu; any broker under
+at-least-once) makes the record visible, and then the re-run adopts the decision instead
+of doubling it. Apache Kafka in exactly-once mode hides the record, and the re-run decides.
+The visible steps are read from the tail of every retry partition when partitions are
+assigned and after an aborted pass: the two moments a query's step can be read again.
 """
 
 from __future__ import annotations
@@ -19,10 +28,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
 
 from fleetserve.core.outcome import Origin
 from fleetserve.core.records import Partition
+from fleetserve.kafka import devbroker
+from fleetserve.kafka.offsets import watermarks
 from fleetserve.kafka.records import inbound_record
 from fleetserve.retry.state import retried_origin
 
@@ -31,6 +42,12 @@ logger = logging.getLogger(__name__)
 Step = tuple[str, int, int, int]
 READ_BACK: int = 10_000  # records of a retry partition read back on assignment
 READ_BACK_TIMEOUT_S = 10.0
+TAIL: int = 10_000  # records at the end of each retry partition whose steps are "visible"
+
+
+def next_step(step: Step) -> Step:
+    topic, partition, offset, attempt = step
+    return (topic, partition, offset, attempt + 1)
 
 
 def step_of(origin: Origin) -> Step:
@@ -43,6 +60,17 @@ class RetrySteps:
     def __init__(self, limit: int = 100_000) -> None:
         self.limit = limit
         self._done: dict[Partition, OrderedDict[Step, None]] = {}
+        self.visible: frozenset[Step] = frozenset()
+        """Steps whose record is in the retry topic's tail, as last read."""
+
+    def superseded(self, step: Step) -> bool:
+        """A later try of this step's query is already in the retry topic."""
+        return next_step(step) in self.visible
+
+    def read_tails(self, reader: Consumer, retry_topic: str) -> int:
+        """Learn the steps now visible at the end of every partition of the retry topic."""
+        self.visible = frozenset(visible_steps(reader, retry_topic))
+        return len(self.visible)
 
     def done(self, where: Partition, step: Step) -> bool:
         return step in self._done.get(where, ())
@@ -84,3 +112,38 @@ class RetrySteps:
             logger.warning("read back %s[%d] only to %d of %d", topic, partition, position, end)
         self.remember(where, steps)
         return len(steps)
+
+
+def visible_steps(
+    reader: Consumer, topic: str, timeout_s: float = READ_BACK_TIMEOUT_S
+) -> set[Step]:
+    """The steps of the last ``TAIL`` records of each partition of ``topic``, read now."""
+    marks = watermarks(reader, topic, timeout_s)
+    ends = {p: high for p, (low, high) in marks.items() if high > low}
+    if not ends:
+        return set()
+    reader.assign(
+        [TopicPartition(topic, p, max(marks[p][0], high - TAIL)) for p, high in ends.items()]
+    )
+    steps: set[Step] = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while ends and time.monotonic() < deadline:
+            for message in reader.consume(500, 0.2):
+                error = message.error()
+                if error is not None:
+                    # Only the end event counts: a transactional partition ends in a marker.
+                    eof = error.code() == KafkaError._PARTITION_EOF
+                    partition = message.partition() or 0
+                    if eof and devbroker.reached_end(message.offset() or 0, ends.get(partition, 0)):
+                        ends.pop(partition, None)
+                    continue
+                origin = retried_origin(inbound_record(message))
+                if origin is not None:
+                    steps.add(step_of(origin))
+                    logger.debug("visible retry step %s", step_of(origin))
+    finally:
+        reader.unassign()
+    if ends:
+        logger.warning("read the tail of %s only partly (behind: %s)", topic, sorted(ends))
+    return steps

@@ -128,6 +128,10 @@ class RoutingTable:
             )
         return route
 
+    def routes(self, bot_id: str) -> list[Route]:
+        """What each stage routes ``bot_id`` to now (none when it has no record)."""
+        return list(self._bots.get(bot_id, _NO_ROUTES).values())
+
     def __len__(self) -> int:
         return len(self._bots)
 

@@ -58,5 +58,6 @@ def step_reader(settings: Settings) -> Consumer:
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "fetch.wait.max.ms": 10,
+            "enable.partition.eof": True,  # the end of a retry partition's tail
         },
     )

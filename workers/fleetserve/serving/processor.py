@@ -75,12 +75,14 @@ class BatchProcessor:
         verdicts: Mapping[Coordinates, Verdict] | None = None,
         before: Callable[[Sequence[InboundRecord]], None] | None = None,
         step_done: Callable[[Partition, Step], bool] | None = None,
+        superseded: Callable[[Step], bool] | None = None,
     ) -> PassResult:
         """Every selected record ends in exactly one output; ``verdicts`` are not processed.
 
         ``before`` hears which records the pass selected, before any of them is touched.
         ``step_done`` says which retry steps the group already processed: a copy of one
-        (retry/dedupe.py) is skipped, its offset consumed, nothing produced.
+        (retry/dedupe.py) is skipped, its offset consumed, nothing produced. So is a record
+        whose query already has its next step in the retry topic (``superseded``).
         """
         selection = select(
             records,
@@ -100,6 +102,8 @@ class BatchProcessor:
                 self.outcomes.verdict(record, verdict, result)
                 continue
             if self._repeated_step(record, result, step_done):
+                continue
+            if superseded is not None and self._superseded(record, result, superseded):
                 continue
             decoded = self._decode(record)
             if isinstance(decoded, Failure):
@@ -130,6 +134,23 @@ class BatchProcessor:
             return True
         steps.append(step)
         return False
+
+    def _superseded(
+        self, record: InboundRecord, result: PassResult, superseded: Callable[[Step], bool]
+    ) -> bool:
+        if record.topic == self.config.retry_topic:
+            step = step_of(self.outcomes.safe_origin(record))
+        else:  # a query's first try: no headers to read
+            step = (record.topic, record.partition, record.offset, 1)
+        if not superseded(step):
+            return False
+        logger.warning(
+            "skipping %s: the next try of its query (step %s) is already in the retry topic",
+            record.where,
+            step,
+        )
+        result.repeated_steps += 1
+        return True
 
     def _decode(self, record: InboundRecord) -> DecodedQuery | Failure:
         try:

@@ -26,7 +26,7 @@ from fleetserve.config.settings import Settings
 from fleetserve.core.backoff import BackoffPolicy
 from fleetserve.core.outcome import Verdict, WorkerIdentity
 from fleetserve.core.records import Coordinates, InboundRecord, Partition
-from fleetserve.errors import FatalError
+from fleetserve.errors import FatalError, KafkaUnavailable
 from fleetserve.kafka.clients import admin_client
 from fleetserve.kafka.records import inbound_record
 from fleetserve.models.featurize_pass import warm_up
@@ -288,6 +288,7 @@ class Worker:
             verdicts={**judgement.poisoned, **self.rejected},
             before=lambda taken: self.breaker.begin(taken, self.processor.context.clock_ms()),
             step_done=self.retry_steps.done,
+            superseded=self.retry_steps.superseded if self.retry_steps.visible else None,
         )
         if result.resume:
             # Offsets polled but not processed (a fair share, a retry not yet due): again.
@@ -308,6 +309,7 @@ class Worker:
         else:
             self.metrics.aborted.inc()
             self.rejected.update(committer.take_rejections())
+            self._read_retry_tails()  # what the aborted pass wrote may still be read
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     def _records(self, messages: list[Message]) -> list[InboundRecord]:
@@ -350,7 +352,7 @@ class Worker:
                 change.old.model_version,
                 change.new.model_version if change.new else "(retired)",
             )
-            self.cache.retire(change.bot_id, keep=change.new)
+            self.cache.retire(change.bot_id, keep=self.table.routes(change.bot_id))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned.update((tp.topic, tp.partition) for tp in partitions)
@@ -358,12 +360,27 @@ class Worker:
         for tp in partitions:
             if tp.topic == self.topics.retry:
                 self._read_back_steps(consumer, (tp.topic, tp.partition))
+        if partitions:
+            self._read_retry_tails()
 
-    def _read_back_steps(self, consumer: Consumer, where: Partition) -> None:
+    def _read_retry_tails(self) -> None:
+        if self.topics.retry is None:
+            return
+        try:
+            visible = self.retry_steps.read_tails(self._reader(), self.topics.retry)
+        except (KafkaException, KafkaUnavailable) as exc:  # a re-read step may be answered twice
+            logger.warning("could not read the tail of %s: %s", self.topics.retry, exc)
+            return
+        logger.info("retry steps visible at the end of %s: %d", self.topics.retry, visible)
+
+    def _reader(self) -> Consumer:
         if self._step_reader is None:
             self._step_reader = step_reader(self.settings)
+        return self._step_reader
+
+    def _read_back_steps(self, consumer: Consumer, where: Partition) -> None:
         try:
-            learned = self.retry_steps.read_back(self._step_reader, consumer, where)
+            learned = self.retry_steps.read_back(self._reader(), consumer, where)
         except KafkaException as exc:  # a later copy may then be processed twice: say so
             logger.warning("could not read back retry steps of %s[%d]: %s", *where, exc)
             return
