@@ -43,4 +43,10 @@ def test_quick_bench_completes_and_writes_valid_json(tmp_path: Path) -> None:
         "fleetserve", "relay", "no-cache", "faust",
     }  # fmt: skip
     assert all(s["outputs"] > 0 for s in throughput["systems"])
+    latency = orjson.loads((out / "latency.json").read_bytes())
+    # Side by side: the relay over two hops and fleetserve, the same paced producer.
+    assert {s["system"] for s in latency["systems"]} == {"relay", "fleetserve exactly-once"}
+    for system in latency["systems"]:
+        assert system["arrived"] == system["queries"] > 0, system
+    assert latency["ratios"]["exactly-once/relay p50"] is not None
     assert b"| metric | measured | target |" in finished.stdout

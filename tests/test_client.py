@@ -106,6 +106,55 @@ def test_constructor_does_no_io_and_sending_needs_start() -> None:
     client.close()  # closing an unstarted client is harmless
 
 
+def test_start_connects_the_producer_before_any_query_is_stamped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sent_at_ms is stamped by send(); start() must leave nothing lazy for the first send
+    (the broker connection and the topic's metadata), or that query carries the client's
+    start-up as queue time. Stand-in clients record the order of calls."""
+    calls: list[str] = []
+
+    class StandInProducer:
+        def list_topics(self, topic: str, **_kwargs: float) -> None:
+            calls.append(f"producer metadata {topic}")
+
+        def produce(self, topic: str, **_kwargs: Any) -> None:
+            calls.append(f"produce {topic}")
+
+        def poll(self, _timeout: float) -> int:
+            return 0
+
+        def flush(self, _timeout: float) -> int:
+            return 0
+
+    class StandInConsumer:
+        def assign(self, _partitions: list[TopicPartition]) -> None:
+            calls.append("consumer assigned")
+
+        def poll(self, _timeout: float) -> None:
+            time.sleep(0.01)
+
+        def close(self) -> None:
+            pass
+
+    module = "fleetserve.client.client"
+    monkeypatch.setattr(f"{module}.producer", lambda *_args: StandInProducer())
+    monkeypatch.setattr(f"{module}.consumer", lambda *_args: StandInConsumer())
+    monkeypatch.setattr(f"{module}.end_offsets", lambda *_args: {0: 0})
+    client = FleetClient(
+        KafkaSettings("localhost:1"),
+        queries_topic="q",
+        replies_topic="r",
+        dead_letters_topic="d",
+    ).start()
+    assert calls == ["consumer assigned", "producer metadata q"]
+    assert client.start_up_ms is not None
+    assert client.start_up_ms >= 0
+    client.send("bot", "hello")
+    assert calls[-1] == "produce q"
+    client.close(timeout_s=0.1)
+
+
 def test_outcome_accessors_follow_the_kind() -> None:
     reply = Outcome("r-1", "reply", {"intent": "greet"}, 1.5)
     dead = Outcome("r-2", "dead_letter", {"reason": "whatever_new_code"}, 2.0)
@@ -321,6 +370,7 @@ def test_ask_command_prints_reply_dead_letter_and_timeout(
     assert document["kind"] == "reply"
     assert document["record"]["intent"] == "echo:where is my parcel"
     assert document["record"]["request_id"] == document["request_id"]
+    assert document["client_start_up_ms"] > 0  # reported apart from the round trip
 
     text = ask_cli(kafka_bootstrap, topics, "bot-2", "hello", "--stage", "beta", "--top-k", "2")
     assert text.exit_code == 0, text.output

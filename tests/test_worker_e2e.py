@@ -87,6 +87,8 @@ def test_real_answers_and_every_bad_input_dead_lettered_exactly_once(harness: Ha
         asked = harness.cli("ask", good, built.bots[good].utterances[0].text)
         assert asked.exit_code == 0, asked.output
         assert built.versions[good][:8] in asked.output
+        # The client's own start-up is reported apart from the round trip, not inside it.
+        assert "(client start-up " in asked.output, asked.output
     finally:
         corrupt_file.write_bytes(original)
 

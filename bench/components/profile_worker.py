@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import re
 import subprocess
 import tempfile
@@ -32,18 +33,20 @@ STAGES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (stage, re.compile(pattern))
     for stage, pattern in (
         ("infer (onnxruntime run)", r"Session\.run|onnxruntime_inference"),
-        ("featurize (hashed n-grams)", r"models/featurize\.py"),
-        ("decode + validate query", r"serving/decode\.py|contracts/codec\.py|validate_https"),
-        ("build + encode reply", r"_reply|orjson|processor\.py:.*dumps|serving/answer\.py"),
+        ("featurize (per pass) + pad", r"models/featurize"),
+        ("decode + validate query", r"serving/decode\.py|contracts/|validate_https"),
+        ("build + encode reply, stats facts", r"serving/replies\.py|stats/facts\.py|orjson|"
+         r"OutcomeWriter\.reply|serving/outcomes\.py"),
+        ("rank scores (per pass)", r"_ranked|serving/answer\.py"),
         ("model cache and loads", r"fleetserve/cache/"),
-        (
-            "Kafka: consume, produce, commit",
-            r"serving/commit\.py|Worker\._poll|Worker\._records|kafka/records\.py",
-        ),
+        ("Kafka: produce + commit", r"serving/commit\.py|kafka/transactions\.py"),
+        ("Kafka: consume", r"Worker\._poll|Worker\._records|kafka/records\.py"),
         ("plan, fair share, routing", r"serving/plan\.py|routing/"),
-        ("pass bookkeeping", r"serving/processor\.py|serving/worker\.py"),
+        ("crash breaker (in-flight file)", r"fleetserve/breaker/"),
+        ("per-bot statistics flush", r"fleetserve/stats/"),
+        ("pass bookkeeping", r"serving/processor\.py|serving/worker\.py|serving/outputs\.py"),
     )
-)
+)  # fmt: skip
 
 
 def stage_of(frames: list[str]) -> str:
@@ -59,13 +62,21 @@ def main() -> None:
     parser.add_argument("--bots", type=int, default=100)
     parser.add_argument("--queries", type=int, default=150_000)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--warm-s", type=float, default=8.0, help="after the warm-up queries")
+    parser.add_argument("--extra", default="", help="worker flags, space-separated")
     parser.add_argument("--out", type=Path, default=Path("bench/results/profile.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     raw = Path(tempfile.mkdtemp()) / "worker.raw"
     with bench_world(args.bots, seed=7) as world:
         topics = world.namespace("profile.")
-        with running_workers(world, 1, "profile", (), "profile.") as (worker,):
+        extra = args.extra.split()
+        with running_workers(world, args.workers, "profile", extra, "profile.") as group:
+            worker = group[0]
+            # A one-query-per-bot warm-up first: the profile is of warm serving, not loads.
+            preload(world, topics.name("queries"), len(world.bot_ids) * 5, 0.0, 3)
+            time.sleep(args.warm_s)
             spy = subprocess.Popen(
                 ["py-spy", "record", "-p", str(worker.pid), "-d", str(args.seconds), "-r", "200",
                  "-f", "raw", "-o", str(raw), "--nonblocking"],
@@ -82,6 +93,9 @@ def main() -> None:
     total = sum(samples.values())
     result: dict[str, Any] = {
         "benchmark": "profile_worker",
+        "load_average": os.getloadavg(),
+        "workers": args.workers,
+        "extra": args.extra,
         "bots": args.bots,
         "queries": args.queries,
         "samples": total,

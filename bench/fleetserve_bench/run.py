@@ -11,14 +11,15 @@ from typing import Any
 
 from fleetserve_bench import report
 from fleetserve_bench.density import density_run
+from fleetserve_bench.latency import Pace, latency_side_by_side
 from fleetserve_bench.machine import describe_machine
 from fleetserve_bench.rebalance import rebalance_run
+from fleetserve_bench.scaling import scaling_plot, scaling_points, scaling_result
 from fleetserve_bench.scenarios import (
     Load,
     Measured,
     faust_run,
     fleetserve_run,
-    latency_run,
     relay_run,
 )
 from fleetserve_bench.world import bench_world
@@ -39,9 +40,18 @@ class BenchPlan:
     latency_fraction: float
     latency_s: float
     workers: int = 2
+    # Quick runs measure fleetserve's default delivery only: each system costs a group
+    # start and a warm-up (about 8 s here), and --quick must stay under 60 s.
+    latency_deliveries: tuple[str, ...] = ("exactly-once", "at-least-once")
+    # Cost as work grows (full runs): active bots x pass sizes, zipf and uniform; the
+    # largest count runs in the density world, whose fleet is that large.
+    scaling_actives: tuple[int, ...] = ()
+    scaling_pass_sizes: tuple[int, ...] = (500,)
+    scaling_queries: int = 60_000
     # Density and rebalance run in full runs only: at quick sizes they would push the
     # smoke run past its 3 minutes.
     density_bots: int = 0
+    rebalance: bool = False
     fits_memory: str = "4GiB"
     churn_memory: str = "1GiB"
     fits_queries: int = 20_000
@@ -54,20 +64,27 @@ class BenchPlan:
 
     @classmethod
     def quick(cls) -> BenchPlan:
-        return cls(bots=40, queries=20_000, no_cache_queries=3_000, faust_queries=500,
-                   latency_fraction=0.25, latency_s=5, timeout_s=60)  # fmt: skip
+        return cls(bots=40, queries=10_000, no_cache_queries=2_000, faust_queries=300,
+                   latency_fraction=0.25, latency_s=2, timeout_s=60,
+                   latency_deliveries=("exactly-once",))  # fmt: skip
 
     @classmethod
     def full(cls) -> BenchPlan:
+        # latency_s: a paced producer writes at most one batch per partition per 5 ms
+        # linger, so 10 s stays far below the ~10,000 batches where Tansu slows down.
         return cls(bots=1_000, queries=200_000, no_cache_queries=20_000, faust_queries=3_000,
-                   latency_fraction=0.25, latency_s=20,
-                   density_bots=10_000)  # fmt: skip
+                   latency_fraction=0.25, latency_s=10, density_bots=10_000, rebalance=True,
+                   scaling_actives=(10, 100, 1_000), scaling_pass_sizes=(500, 2_000))  # fmt: skip
 
 
-def run_bench(plan: BenchPlan, out: Path, quick: bool, echo: Echo) -> dict[str, dict[str, Any]]:
+def run_bench(plan: BenchPlan, out: Path, quick: bool, say: Echo) -> dict[str, dict[str, Any]]:
     machine = describe_machine()
     results: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
+
+    def echo(line: str) -> None:  # where the wall time goes, for the 60 s of --quick
+        say(f"[{time.perf_counter() - started:5.1f} s] {line}")
+
     with bench_world(plan.bots, plan.seed) as world:
         echo(f"world ready: broker, topics, {plan.bots} bots deployed")
         # Same seed, so no-cache and faust answer a prefix of the same query sequence.
@@ -75,7 +92,18 @@ def run_bench(plan: BenchPlan, out: Path, quick: bool, echo: Echo) -> dict[str, 
         small = Load(plan.no_cache_queries, plan.zipf_s, plan.seed)
         tiny = Load(plan.faust_queries, plan.zipf_s, plan.seed)
         systems = [
-            fleetserve_run(world, "fleetserve", plan.workers, load, load.queries, plan.timeout_s),
+            # Warmed (one query per bot, not measured): the relay has no models to load,
+            # and the no-cache run below is what serving without warm models costs.
+            fleetserve_run(
+                world,
+                "fleetserve",
+                plan.workers,
+                load,
+                load.queries,
+                plan.timeout_s,
+                (),
+                world.bot_ids,
+            ),
             relay_run(world, load, plan.timeout_s),
             fleetserve_run(
                 world,
@@ -94,17 +122,22 @@ def run_bench(plan: BenchPlan, out: Path, quick: bool, echo: Echo) -> dict[str, 
         # A stated fraction of the saturation just measured: beyond saturation latency is
         # only queueing, and says nothing about the path a query takes.
         offered = max(100.0, round(plan.latency_fraction * systems[0].per_s, -2))
-        measured, achieved = latency_run(world, plan.workers, offered, plan.latency_s, plan.zipf_s)
+        pace = Pace(offered, plan.latency_s, plan.zipf_s)
+        latency = latency_side_by_side(world, plan.workers, pace, plan.latency_deliveries)
         results["latency"] = {
-            "scenario": "latency",
+            **latency,
             "bots": plan.bots,
-            "offered_per_s": offered,
             "fraction_of_saturation": plan.latency_fraction,
-            "achieved_offered_per_s": round(achieved, 1),
-            "systems": [measured.as_json()],
         }
-        echo(f"latency at {offered:,.0f} q/s: {measured.latency_ms}")
-        if plan.density_bots:
+        for measured in latency["systems"]:
+            echo(f"latency {measured['system']} at {offered:,.0f} q/s: {measured['latency_ms']}")
+        if plan.scaling_actives:
+            points = scaling_points(
+                world, plan.scaling_actives, plan.scaling_pass_sizes, plan.scaling_queries,
+                plan.workers, plan.timeout_s, echo,
+            )  # fmt: skip
+            results["scaling"] = {"points": points}
+        if plan.rebalance:
             results["rebalance"] = rebalance_run(
                 world,
                 offered_per_s=plan.rebalance_per_s,
@@ -114,6 +147,11 @@ def run_bench(plan: BenchPlan, out: Path, quick: bool, echo: Echo) -> dict[str, 
             echo(f"rebalance: {results['rebalance']['outcomes']}")
     if plan.density_bots:
         results["density"] = density_result(plan, echo)
+    if "scaling" in results:
+        largest = results.get("density", {}).pop("scaling_points", [])
+        points = results["scaling"]["points"] + largest
+        results["scaling"] = scaling_result(points, plan.scaling_queries)
+        scaling_plot(out, results["scaling"])
     for name, result in results.items():
         result["machine"] = machine
         result["quick"] = quick
@@ -135,9 +173,18 @@ def density_result(plan: BenchPlan, echo: Echo) -> dict[str, Any]:
             world, workers=2, model_memory=plan.churn_memory, queries=plan.churn_queries,
             timeout_s=plan.timeout_s, variant="churn",
         )  # fmt: skip
+        # The largest point of the scaling curve needs this world's fleet.
+        largest = (
+            scaling_points(
+                world, [plan.density_bots], plan.scaling_pass_sizes[:1], plan.scaling_queries,
+                plan.workers, plan.timeout_s, echo, ["--model-memory", plan.fits_memory],
+            )
+            if plan.scaling_actives
+            else []
+        )  # fmt: skip
     echo(f"density: fits RSS peak {max(fits['rss']['peak_bytes'], default=0) / 1e9:.2f} GB")
     return {"scenario": "density", "bots": plan.density_bots, "variants": [fits, churn],
-            "systems": [fits, churn]}  # fmt: skip
+            "systems": [fits, churn], "scaling_points": largest}  # fmt: skip
 
 
 def throughput_result(plan: BenchPlan, systems: list[Measured]) -> dict[str, Any]:

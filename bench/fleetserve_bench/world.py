@@ -16,6 +16,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetserve.bots.definition import BotDefinition
 from fleetserve.bots.fleet import make_fleet
 from fleetserve.broker.embedded import EmbeddedBroker, free_loopback_port
 from fleetserve.config.settings import KafkaSettings
@@ -87,6 +88,16 @@ class BenchWorld:
         return process, port, log
 
 
+def ensure_fleet(bots: int, seed: int, store_dir: Path) -> list[BotDefinition]:
+    """The fleet of ``bots`` drawn with ``seed``, built into ``store_dir`` unless it is there."""
+    fleet = make_fleet(bots, seed=seed)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fleetserve-bench-fleet-") as work:
+        build_fleet(fleet, Path(work) / "fleet", store_dir, lambda line: logger.info("%s", line))
+    logger.info("fleet of %d ready in %.1f s", bots, time.perf_counter() - started)
+    return fleet
+
+
 @contextmanager
 def bench_world(bots: int, seed: int, cache_dir: Path | None = None) -> Iterator[BenchWorld]:
     with ExitStack() as stack:
@@ -95,11 +106,8 @@ def bench_world(bots: int, seed: int, cache_dir: Path | None = None) -> Iterator
         topics = load_topics(None, "local", "")
         apply_topics(admin_client(kafka), topics)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleetserve-bench-")))
-        fleet = make_fleet(bots, seed=seed)
         store_dir = (cache_dir or default_cache_dir()) / f"store-{bots}-{seed}"
-        started = time.perf_counter()
-        build_fleet(fleet, work / "fleet", store_dir, lambda line: logger.info("%s", line))
-        logger.info("fleet of %d ready in %.1f s", bots, time.perf_counter() - started)
+        fleet = ensure_fleet(bots, seed, store_dir)
         deploy_all(kafka, topics.name("deployments"), LocalDirectoryStore(store_dir), logger.info)
         texts = {bot.bot_id: [u.text for u in bot.utterances] for bot in fleet}
         yield BenchWorld(

@@ -27,6 +27,7 @@ from types import FrameType
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from fleetserve.config.settings import KafkaSettings
+from fleetserve.kafka import devbroker
 from fleetserve.kafka.clients import consumer as new_consumer
 from fleetserve.kafka.clients import producer as new_producer
 
@@ -65,13 +66,24 @@ class Relay:
 
     def run(self) -> None:
         while not self._stop:
-            messages = self.consumer.consume(self.batch_size, POLL_TIMEOUT_S)
+            messages = self._poll()
             if messages:
                 self._relay(messages)
             self.producer.poll(0)
             self._commit_acknowledged(asynchronous=True)
         self.producer.flush(FLUSH_TIMEOUT_S)
         self._commit_acknowledged(asynchronous=False)
+
+    def _poll(self) -> list[Message]:
+        """What is already fetched, else wait for the first record: the serving worker's
+        own poll (serving/worker.py), so neither side waits out a timeout at low load."""
+        messages = self.consumer.consume(self.batch_size, 0)
+        if messages:
+            return messages
+        first = self.consumer.poll(POLL_TIMEOUT_S)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.batch_size - 1, 0)]
 
     def _relay(self, messages: list[Message]) -> None:
         next_offsets: dict[tuple[str, int], int] = {}
@@ -129,6 +141,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--group", required=True, help="consumer group id")
     parser.add_argument("--batch", type=int, default=1000, help="messages per consume()")
     parser.add_argument("--session-timeout-ms", type=int, default=6000)
+    parser.add_argument(
+        "--fetch-wait-max-ms",
+        type=int,
+        default=devbroker.EMPTY_FETCH_WAIT_MS,
+        help="the serving worker's own default, so both read their input alike",
+    )
+    parser.add_argument("--linger-ms", type=int, default=5, help="librdkafka's default")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -146,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "session.timeout.ms": args.session_timeout_ms,
+            "fetch.wait.max.ms": args.fetch_wait_max_ms,
         },
     )
-    relay = Relay(consumer, new_producer(kafka, {"linger.ms": 5}), args.out_topic, args.batch)
+    writer = new_producer(kafka, {"linger.ms": args.linger_ms})
+    relay = Relay(consumer, writer, args.out_topic, args.batch)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logger.info("%s: stopping", signal.Signals(signum).name)

@@ -72,13 +72,22 @@ def ask(  # noqa: PLR0913 - click passes one parameter per option
             _echo_timeout(exc, as_json)
             ctx.exit(KAFKA_UNAVAILABLE)
     if as_json:
-        click.echo(orjson.dumps(outcome_document(outcome)).decode())
+        click.echo(orjson.dumps(outcome_document(outcome, client.start_up_ms)).decode())
     elif outcome.kind == "reply":
-        click.echo(aligned(reply_lines(outcome.record, outcome.latency_ms)))
+        click.echo(aligned(reply_lines(outcome.record, outcome.latency_ms, client.start_up_ms)))
     else:
-        click.echo(aligned(dead_letter_lines(outcome.record, outcome.latency_ms)))
+        lines = dead_letter_lines(outcome.record, outcome.latency_ms, client.start_up_ms)
+        click.echo(aligned(lines))
     if outcome.kind == "dead_letter":
         ctx.exit(FAILURE)
+
+
+def client_line(latency_ms: float, start_up_ms: float | None) -> str:
+    """The round trip (sent to answered, on a connected client) and, apart, the start-up."""
+    line = f"round trip {_ms(latency_ms)}"
+    if start_up_ms is not None:
+        line += f" (client start-up {_ms(start_up_ms)} before sending, not included)"
+    return line
 
 
 def _echo_timeout(exc: ReplyTimeout, as_json: bool) -> None:
@@ -91,16 +100,19 @@ def _echo_timeout(exc: ReplyTimeout, as_json: bool) -> None:
     )
 
 
-def outcome_document(outcome: Outcome) -> dict[str, Any]:
+def outcome_document(outcome: Outcome, start_up_ms: float | None = None) -> dict[str, Any]:
     return {
         "kind": outcome.kind,
         "request_id": outcome.request_id,
         "latency_ms": round(outcome.latency_ms, 3),
+        "client_start_up_ms": None if start_up_ms is None else round(start_up_ms, 3),
         "record": outcome.record,
     }
 
 
-def reply_lines(reply: Mapping[str, Any], latency_ms: float) -> list[tuple[str, str]]:
+def reply_lines(
+    reply: Mapping[str, Any], latency_ms: float, start_up_ms: float | None = None
+) -> list[tuple[str, str]]:
     """The reply as label/value pairs for a person at a terminal."""
     model = reply.get("model") or {}
     timings = reply.get("timings") or {}
@@ -120,12 +132,14 @@ def reply_lines(reply: Mapping[str, Any], latency_ms: float) -> list[tuple[str, 
             f"queued {_ms(timings.get('queued_ms'))}, inference {_ms(timings.get('inference_ms'))}"
             f", total {_ms(timings.get('total_ms'))}",
         ),
-        ("client", f"round trip {_ms(latency_ms)}"),
+        ("client", client_line(latency_ms, start_up_ms)),
         ("request", str(reply.get("request_id"))),
     ]
 
 
-def dead_letter_lines(record: Mapping[str, Any], latency_ms: float) -> list[tuple[str, str]]:
+def dead_letter_lines(
+    record: Mapping[str, Any], latency_ms: float, start_up_ms: float | None = None
+) -> list[tuple[str, str]]:
     """A dead letter's reason and message; the reason is printed as the worker wrote it."""
     model = record.get("model")
     return [
@@ -134,7 +148,7 @@ def dead_letter_lines(record: Mapping[str, Any], latency_ms: float) -> list[tupl
         ("phase", str(record.get("phase"))),
         ("model", f"{model.get('version')} ({model.get('stage')})" if model else "-"),
         ("bot", str(record.get("bot_id"))),
-        ("client", f"round trip {_ms(latency_ms)}"),
+        ("client", client_line(latency_ms, start_up_ms)),
         ("request", str(record.get("request_id"))),
     ]
 

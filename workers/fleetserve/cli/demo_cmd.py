@@ -42,11 +42,15 @@ def demo(bots: int, workers: int, questions: int, seed: int, keep_store: Path | 
 
 
 def answer_table(answers: list[Answer]) -> Table:
-    table = Table(title="fleetserve: held-out questions answered by real int8 models")
+    table = Table(
+        title="fleetserve: held-out questions answered by real int8 models",
+        caption="ms: round trip of each question asked alone on a connected client, after a "
+        "warm-up round (client start-up and first model loads not included)",
+    )
     table.add_column("bot", no_wrap=True)
     table.add_column("question", ratio=1)
     table.add_column("answer (✓ = the dataset's label)", ratio=1)
-    for column in ("conf", "model", "worker", "ms"):
+    for column in ("conf", "model", "worker", "ms"):  # ms: see the caption
         table.add_column(
             column, no_wrap=True, justify="right" if column in ("conf", "ms") else "left"
         )

@@ -20,7 +20,14 @@ from types import TracebackType
 from typing import Any, Final, Literal, cast
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from fleetserve.client.query import make_query
 from fleetserve.config.settings import KafkaSettings
@@ -28,6 +35,7 @@ from fleetserve.contracts.codec import validate
 from fleetserve.contracts.messages import DeadLetterV1, ReplyV1
 from fleetserve.contracts.schemas import MessageKind
 from fleetserve.errors import ContractError, KafkaUnavailable, ReplyTimeout
+from fleetserve.kafka import devbroker
 from fleetserve.kafka.clients import consumer, producer
 from fleetserve.kafka.offsets import end_offsets
 
@@ -50,6 +58,10 @@ CONSUMER_CONFIG: Final[Mapping[str, Any]] = {
     # Workers write replies and dead letters in transactions; an aborted batch would
     # otherwise look like answers.
     "isolation.level": "read_committed",
+    # The worker's own wait (kafka/devbroker.py): with librdkafka's 500 ms default, Tansu
+    # held the client's fetch of replies for the whole wait, and every warm round trip of
+    # the demo read about 250 ms.
+    "fetch.wait.max.ms": devbroker.EMPTY_FETCH_WAIT_MS,
 }
 POLL_BATCH: Final = 500
 POLL_TIMEOUT_S: Final = 0.1
@@ -126,6 +138,8 @@ class FleetClient:
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
         self._thread: threading.Thread | None = None
+        self.start_up_ms: float | None = None
+        """How long :meth:`start` took: connections, offsets and metadata, before any query."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -133,10 +147,14 @@ class FleetClient:
         """Listen from the current end of replies and dead letters, then start routing.
 
         The end offsets are resolved before this returns, so an answer to any query sent
-        afterwards is seen. Raises :class:`KafkaUnavailable` if a topic cannot be read.
+        afterwards is seen; and the producer is connected and knows where the queries topic
+        lives, so a query's ``sent_at_ms`` (stamped by :meth:`send`) and its round trip do
+        not include the client's own start-up, which :attr:`start_up_ms` reports instead.
+        Raises :class:`KafkaUnavailable` if a topic cannot be read.
         """
         if self._thread is not None:
             raise RuntimeError("FleetClient.start() was already called")
+        began = time.monotonic()
         # First, so its idempotent producer id (a round trip) is fetched meanwhile.
         sender = producer(self._kafka, PRODUCER_CONFIG)
         listener = consumer(
@@ -156,8 +174,14 @@ class FleetClient:
         except BaseException:
             listener.close()
             raise
+        try:
+            connect_producer(sender, self.queries_topic, self._start_timeout_s)
+        except BaseException:
+            listener.close()
+            raise
         self._consumer = listener
         self._producer = sender
+        self.start_up_ms = (time.monotonic() - began) * 1000.0
         self._thread = threading.Thread(
             target=self._route_forever, name="fleetserve-client-router", daemon=True
         )
@@ -361,6 +385,18 @@ class FleetClient:
             waiters = list(self._waiters.values())
         for waiter in waiters:
             waiter.fail(error)
+
+
+def connect_producer(sender: Producer, topic: str, timeout_s: float) -> None:
+    """Block until ``sender`` has a broker connection and ``topic``'s metadata.
+
+    librdkafka connects lazily: without this, the first query would wait for the
+    connection, the metadata and the idempotent producer id after being stamped.
+    """
+    try:
+        sender.list_topics(topic, timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"the producer could not reach Kafka: {exc}") from None
 
 
 def _json_object(value: bytes) -> dict[str, Any] | None:

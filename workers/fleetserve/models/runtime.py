@@ -18,6 +18,7 @@ __all__ = [
     "ModelMetadata",
     "new_session",
     "predict",
+    "predict_padded",
     "read_model_metadata",
     "session_options",
 ]
@@ -57,6 +58,15 @@ def predict(
 ) -> npt.NDArray[np.float32]:
     """[len(texts), classes] probabilities; featurized exactly as at build time."""
     ids, weights = featurize_padded(spec, texts)
+    (probs,) = session.run([OUTPUT_PROBS], {INPUT_IDS: ids, INPUT_WEIGHTS: weights})
+    result: npt.NDArray[np.float32] = probs
+    return result
+
+
+def predict_padded(
+    session: InferenceSession, ids: npt.NDArray[np.int64], weights: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """[texts, classes] probabilities of texts already featurized and padded (``to_padded``)."""
     (probs,) = session.run([OUTPUT_PROBS], {INPUT_IDS: ids, INPUT_WEIGHTS: weights})
     result: npt.NDArray[np.float32] = probs
     return result

@@ -1,16 +1,19 @@
-"""Answer a planned batch: one batched ONNX run per bot (chunked), replies and failures out.
+"""Answer a planned batch: featurize the pass once, one ONNX run per bot (chunked), replies.
 
-Pure apart from the model run itself and the injected clock: no Kafka, no store.
+Pure apart from the model runs themselves and the injected clock: no Kafka, no store.
+The work that does not depend on the bot is done once per pass, not once per bot: every
+text is hashed once per hashing spec (``models/featurize_pass.py``), and the scores of
+every chunk are ranked and turned into Python lists in one go.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -21,26 +24,22 @@ from fleetserve.core.records import InboundRecord
 from fleetserve.core.route import Route
 from fleetserve.deadletters import reasons
 from fleetserve.errors import QueryFailed
-from fleetserve.models.metadata import ModelMetadata
-from fleetserve.models.runtime import predict
+from fleetserve.models.featurize import featurize, to_padded
+from fleetserve.models.featurize_pass import GroupRows, hash_pass
+from fleetserve.models.runtime import predict_padded
 from fleetserve.serving.decode import DecodedQuery
 from fleetserve.serving.plan import BatchPlan
+from fleetserve.serving.replies import (
+    FALLBACK_INTENT,
+    ChunkShared,
+    Reply,
+    ServingModel,
+    build_reply,
+)
 
-FALLBACK_INTENT: Final = "fallback"
-"""The intent of a reply whose confidence is under the bot's calibrated threshold."""
+__all__ = ["FALLBACK_INTENT", "AnswerContext", "BatchOutcome", "Models", "Reply", "answer_batch"]
 
-
-class ServingModel(Protocol):
-    """What answering needs from a loaded model (the cache's LoadedModel has it)."""
-
-    @property
-    def route(self) -> Route: ...
-    @property
-    def session(self) -> Any: ...
-    @property
-    def metadata(self) -> ModelMetadata: ...
-    @property
-    def quantization(self) -> str: ...
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,14 +53,6 @@ class AnswerContext:
     """Test-only fault injection: SIGKILL this process when a query's text contains it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    record: InboundRecord
-    topic: str
-    partition: int | None
-    value: dict[str, Any]
-
-
 @dataclass
 class BatchOutcome:
     replies: list[Reply] = field(default_factory=list)
@@ -72,11 +63,22 @@ class BatchOutcome:
 
 
 Models = Mapping[Route, "ServingModel | QueryFailed"]
+Chunk = tuple[ServingModel, Sequence[DecodedQuery]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ran:
+    """One chunk's model run: its scores and what its replies share."""
+
+    chunk: Sequence[DecodedQuery]
+    probs: npt.NDArray[np.float32]
+    shared: ChunkShared
 
 
 def answer_batch(plan: BatchPlan, models: Models, context: AnswerContext) -> BatchOutcome:
     """Every query of ``plan`` ends in exactly one reply or one failure."""
     outcome = BatchOutcome(failed=list(plan.failed))
+    chunks: list[Chunk] = []
     for route, queries in plan.groups.items():
         model = models.get(route)
         if model is None:
@@ -86,9 +88,32 @@ def answer_batch(plan: BatchPlan, models: Models, context: AnswerContext) -> Bat
             outcome.failed.extend((q.record, failure(q)) for q in queries)
             continue
         for start in range(0, len(queries), context.max_rows_per_run):
-            chunk = queries[start : start + context.max_rows_per_run]
-            _answer_chunk(model, chunk, context, outcome)
+            chunks.append((model, queries[start : start + context.max_rows_per_run]))
+    if context.kill_on_text is not None:
+        _kill_if_asked(context.kill_on_text, [q for _model, chunk in chunks for q in chunk])
+    rows = _hash_pass(chunks)
+    ran = [
+        done
+        for index, (model, chunk) in enumerate(chunks)
+        if (done := _run_chunk(model, chunk, context, outcome, rows[index] if rows else None))
+    ]
+    _replies(ran, context, outcome)
     return outcome
+
+
+def _hash_pass(chunks: Sequence[Chunk]) -> list[GroupRows] | None:
+    """Every chunk's rows of the pass's hashed texts; None sends each chunk to featurize
+    itself, which keeps a failure to the chunk it concerns (an ``inference_error``)."""
+    try:
+        return hash_pass(
+            [
+                (model.metadata.featurizer, [q.query["text"] for q in chunk])
+                for model, chunk in chunks
+            ]
+        )
+    except Exception:
+        logger.exception("featurizing a pass of %d chunks failed; chunk by chunk", len(chunks))
+        return None
 
 
 def _failing(error: QueryFailed, route: Route) -> Callable[[DecodedQuery], Failure]:
@@ -97,15 +122,17 @@ def _failing(error: QueryFailed, route: Route) -> Callable[[DecodedQuery], Failu
     )
 
 
-def _answer_chunk(
-    model: ServingModel, chunk: Sequence[DecodedQuery], context: AnswerContext, out: BatchOutcome
-) -> None:
-    if context.kill_on_text is not None:
-        _kill_if_asked(context.kill_on_text, chunk)
+def _run_chunk(
+    model: ServingModel,
+    chunk: Sequence[DecodedQuery],
+    context: AnswerContext,
+    out: BatchOutcome,
+    rows: GroupRows | None,
+) -> _Ran | None:
     started_ms = context.clock_ms()
     started = time.perf_counter()
     try:
-        probs = _run(model, [q.query["text"] for q in chunk])
+        probs = _run(model, chunk, rows)
     except Exception as exc:  # any model failure fails this chunk only, never the worker
         message = f"{type(exc).__name__}: {exc}"
         out.failed.extend(
@@ -115,56 +142,81 @@ def _answer_chunk(
             )
             for q in chunk
         )
-        return
-    inference_ms = (time.perf_counter() - started) * 1000
-    now_ms = context.clock_ms()
-    k_max = max(q.query.get("top_k", context.default_top_k) for q in chunk)
-    ranked = np.argsort(-probs, axis=1, kind="stable")[:, : min(k_max, probs.shape[1])]
-    # One conversion per chunk instead of one numpy scalar per score: float32 softmax can
-    # land a hair outside [0, 1], and the contract says a probability.
-    scores = np.clip(np.nan_to_num(np.take_along_axis(probs, ranked, axis=1)), 0.0, 1.0)
-    ranked_rows, score_rows = ranked.tolist(), scores.tolist()
-    timing = {"started_ms": started_ms, "inference_ms": inference_ms, "now_ms": now_ms}
-    for row, query in enumerate(chunk):
-        if query.deadline_ms is not None and query.deadline_ms < now_ms:
-            out.failed.append((query.record, _late(query, model.route, now_ms)))
-            continue
-        top = (ranked_rows[row], score_rows[row])
-        out.replies.append(_reply(model, query, top, timing, context))
+        return None
+    inference_ms = round((time.perf_counter() - started) * 1000, 3)
+    return _Ran(chunk, probs, ChunkShared.of(model, context.worker, started_ms, inference_ms))
 
 
-def _kill_if_asked(marker: str, chunk: Sequence[DecodedQuery]) -> None:
-    """Die the way a native crash in onnxruntime would: no exception, no cleanup."""
-    if any(marker in q.query["text"] for q in chunk):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _run(model: ServingModel, texts: list[str]) -> npt.NDArray[np.float32]:
-    probs = predict(model.session, model.metadata.featurizer, texts)
+def _run(
+    model: ServingModel, chunk: Sequence[DecodedQuery], rows: GroupRows | None
+) -> npt.NDArray[np.float32]:
+    if rows is None:
+        ids, weights = to_padded(
+            featurize(model.metadata.featurizer, [q.query["text"] for q in chunk])
+        )
+    else:
+        ids, weights = rows.padded()
+    probs = predict_padded(model.session, ids, weights)
     labels = len(model.metadata.labels)
-    if probs.shape != (len(texts), labels):
-        raise ValueError(f"model returned shape {probs.shape}, expected {(len(texts), labels)}")
+    if probs.shape != (len(chunk), labels):
+        raise ValueError(f"model returned shape {probs.shape}, expected {(len(chunk), labels)}")
     if not np.isfinite(probs).all():
         raise ValueError("model returned non-finite scores")
     return probs
 
 
-def _source(query: DecodedQuery) -> dict[str, Any]:
-    origin = query.origin
-    if origin is None:
-        record = query.record
-        return {
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "attempt": 1,
-        }
-    return {
-        "topic": origin.topic,
-        "partition": origin.partition,
-        "offset": origin.offset,
-        "attempt": origin.attempt,
-    }
+def _replies(ran: Sequence[_Ran], context: AnswerContext, out: BatchOutcome) -> None:
+    """Rank every chunk's scores at once, then one reply per query still within deadline."""
+    if not ran:
+        return
+    now_ms = context.clock_ms()
+    ranked_rows, score_rows = _ranked(ran, context.default_top_k)
+    row = 0
+    for done in ran:
+        route = done.shared.route
+        for query in done.chunk:
+            if query.deadline_ms is not None and query.deadline_ms < now_ms:
+                out.failed.append((query.record, _late(query, route, now_ms)))
+            else:
+                out.replies.append(
+                    build_reply(
+                        done.shared,
+                        query,
+                        ranked_rows[row],
+                        score_rows[row],
+                        context.default_top_k,
+                        context.replies_topic,
+                        now_ms,
+                    )
+                )
+            row += 1
+
+
+def _ranked(ran: Sequence[_Ran], default_top_k: int) -> tuple[list[list[int]], list[list[float]]]:
+    """Per row of the pass, label indices best first and their scores, as Python lists.
+
+    Chunks have as many columns as their bot has labels; they are stacked into one array
+    padded with -1, which ranks after every probability, so a row's ranking is the same
+    as its chunk's own. One sort and one conversion per pass instead of per chunk.
+    """
+    k_max = max(q.query.get("top_k", default_top_k) for done in ran for q in done.chunk)
+    width = max(done.probs.shape[1] for done in ran)
+    stacked = np.full((sum(len(done.chunk) for done in ran), width), -1.0, np.float32)
+    row = 0
+    for done in ran:
+        rows, labels = done.probs.shape
+        stacked[row : row + rows, :labels] = done.probs
+        row += rows
+    ranked = np.argsort(-stacked, axis=1, kind="stable")[:, : min(k_max, width)]
+    # float32 softmax can land a hair outside [0, 1], and the contract says a probability.
+    scores = np.clip(np.take_along_axis(stacked, ranked, axis=1), 0.0, 1.0)
+    return ranked.tolist(), scores.tolist()
+
+
+def _kill_if_asked(marker: str, queries: Sequence[DecodedQuery]) -> None:
+    """Die the way a native crash in onnxruntime would: no exception, no cleanup."""
+    if any(marker in q.query["text"] for q in queries):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _late(query: DecodedQuery, route: Route, now_ms: int) -> Failure:
@@ -174,52 +226,4 @@ def _late(query: DecodedQuery, route: Route, now_ms: int) -> Failure:
         reasons.PHASE_INFER,
         f"deadline passed during inference ({now_ms - query.deadline_ms} ms late); not answered",
         route=route,
-    )
-
-
-def _reply(
-    model: ServingModel,
-    query: DecodedQuery,
-    ranked_scores: tuple[list[int], list[float]],
-    timing: Mapping[str, float],
-    context: AnswerContext,
-) -> Reply:
-    q = query.query
-    labels = model.metadata.labels
-    ranked, scores = ranked_scores
-    k = min(q.get("top_k", context.default_top_k), len(ranked))
-    top = [{"intent": labels[i], "score": scores[n]} for n, i in enumerate(ranked[:k])]
-    confidence = scores[0]
-    fallback = confidence < model.metadata.fallback_threshold
-    sent = q["sent_at_ms"]
-    route = model.route
-    value: dict[str, Any] = {
-        "version": 1,
-        "request_id": q["request_id"],
-        "bot_id": q["bot_id"],
-        "stage": route.stage,
-        "model": {
-            "version": route.model_version,
-            "sha256": route.sha256,
-            "quantization": model.quantization,
-        },
-        "intent": FALLBACK_INTENT if fallback else labels[ranked[0]],
-        "confidence": confidence,
-        "top_k": top,
-        "fallback": fallback,
-        "text": q["text"] if route.include_query_text else None,
-        "timings": {
-            "queued_ms": max(0.0, timing["started_ms"] - sent),
-            "inference_ms": round(timing["inference_ms"], 3),
-            "total_ms": max(0.0, timing["now_ms"] - sent),
-        },
-        "worker": context.worker.as_ref(),
-        "source": _source(query),
-        "produced_at_ms": int(timing["now_ms"]),
-    }
-    if "trace" in q:
-        value["trace"] = q["trace"]
-    reply_to = q.get("reply_to") or {}
-    return Reply(
-        query.record, reply_to.get("topic", context.replies_topic), reply_to.get("partition"), value
     )

@@ -8,6 +8,7 @@ from typing import Any, Final
 import orjson
 
 from fleetserve.contracts.codec import decode
+from fleetserve.contracts.fastquery import proven_query
 from fleetserve.contracts.schemas import MessageKind
 from fleetserve.core.outcome import Failure, Origin
 from fleetserve.core.records import InboundRecord
@@ -66,7 +67,8 @@ def decode_query(
     if record.value is None:
         return Failure(reasons.DECODE, reasons.PHASE_DECODE, "record has no value (a tombstone)")
     try:
-        query = decode(MessageKind.QUERY, record.value)
+        proven = proven_query(record.value)  # msgspec: valid, and every integer an int
+        query = proven if proven is not None else decode(MessageKind.QUERY, record.value)
     except ContractError as exc:
         return Failure(
             reasons.CONTRACT_REASONS[exc.reason],
@@ -84,7 +86,8 @@ def decode_query(
             bot_id=query["bot_id"],
             request_id=query["request_id"],
         )
-    _integral_numbers(query)
+    if proven is None:
+        _integral_numbers(query)
     stage = query.get("stage", default_stage)
     return DecodedQuery(record, query, stage, deadline_of(query), origin)
 

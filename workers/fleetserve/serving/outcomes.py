@@ -25,9 +25,10 @@ from fleetserve.deadletters.build import build_dead_letter, dead_letter_key, min
 from fleetserve.deadletters.headers import dead_letter_headers
 from fleetserve.retry.decide import after_transient_failure
 from fleetserve.retry.state import RetryState, retried_origin, retry_headers
-from fleetserve.serving.answer import AnswerContext, Reply
+from fleetserve.serving.answer import AnswerContext
 from fleetserve.serving.decode import salvage
 from fleetserve.serving.outputs import Output, PassResult
+from fleetserve.serving.replies import Reply
 from fleetserve.stats.facts import dead_letter_facts, reply_facts
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class OutcomeWriter:
             reply.partition,
             record=reply.record,
             label=stage,
-            facts=reply_facts(reply.value),
+            facts=reply.facts if reply.facts is not None else reply_facts(reply.value),
         )
         result.outputs.append(output)
         result.replies[stage] += 1

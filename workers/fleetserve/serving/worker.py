@@ -29,6 +29,7 @@ from fleetserve.core.records import Coordinates, InboundRecord, Partition
 from fleetserve.errors import FatalError, KafkaUnavailable
 from fleetserve.kafka.clients import admin_client
 from fleetserve.kafka.records import inbound_record
+from fleetserve.models.featurize_pass import warm_up
 from fleetserve.ops.health import HealthInputs, HealthReport, evaluate_health
 from fleetserve.ops.http import OpsServer
 from fleetserve.retry.dedupe import RetrySteps
@@ -189,6 +190,7 @@ class Worker:
         try:
             if not self._wait_for_control_topics():
                 return
+            warm_up()  # numba's compiled featurizer, loaded before the first pass needs it
             self._committer = serving_committer(self.settings, self.processor.outcomes.rescue)
             self._committer.start()
             self._consumer = serving_consumer(self.settings)

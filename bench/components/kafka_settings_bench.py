@@ -1,0 +1,171 @@
+"""Reply compression and the client's batch and fetch settings, on reply-shaped records.
+
+Run: python bench/components/kafka_settings_bench.py [--records 100000]
+         [--out bench/results/kafka_settings.json]
+
+A worker writes each pass's replies (about 500, ~600 bytes of JSON each) and reads the next
+pass's queries. This measures, against a fresh embedded broker on this machine, what the
+producer's ``compression.type`` (none, lz4, zstd) and ``linger.ms`` and the consumer's
+``fetch.min.bytes`` / ``fetch.wait.max.ms`` cost: CPU-us per record of this process
+(librdkafka's threads included) and of the broker, and the bytes the broker had to take.
+The records are real replies of the bench's shape, with distinct request ids and texts, so
+compression sees what it would see in production. Process CPU time is used, so other jobs
+on the machine do not inflate the figures (they may still stretch wall times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fleetserve.broker.embedded import EmbeddedBroker
+from fleetserve_bench.machine import describe_machine
+from fleetserve_bench.procstat import cpu_seconds
+
+PASS = 500
+
+
+def reply_bytes(index: int) -> bytes:
+    """A reply as a worker writes it (the shape of ``serving/replies.py``)."""
+    return orjson.dumps(
+        {
+            "version": 1,
+            "request_id": uuid.uuid4().hex,
+            "bot_id": f"clinc-banking-{index % 1000:05d}-a1b2",
+            "stage": "real",
+            "model": {
+                "version": "20261130T120000Z-ab12cd34",
+                "sha256": "ab" * 32,
+                "quantization": "int8",
+            },
+            "intent": f"intent_{index % 37}",
+            "confidence": 0.8123 + (index % 100) / 1000,
+            "top_k": [
+                {"intent": f"intent_{(index + k) % 37}", "score": 0.8 / (k + 1)} for k in range(3)
+            ],
+            "fallback": False,
+            "text": None,
+            "timings": {"queued_ms": index % 7, "inference_ms": 0.41, "total_ms": index % 9},
+            "worker": {"id": "worker-1", "group": "fleetserve-real", "host": "bench"},
+            "source": {
+                "topic": "fleetserve.queries",
+                "partition": index % 12,
+                "offset": index,
+                "attempt": 1,
+            },
+            "produced_at_ms": 1_800_000_000_000 + index,
+        }
+    )
+
+
+def produce_run(
+    bootstrap: str, broker_pid: int, topic: str, config: dict[str, Any], values: list[bytes]
+) -> dict[str, Any]:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **config})
+    cpu_before, broker_before = time.process_time(), cpu_seconds([broker_pid])
+    started = time.perf_counter()
+    for start in range(0, len(values), PASS):
+        for index in range(start, min(start + PASS, len(values))):
+            producer.produce(topic, key=str(index % 1000).encode(), value=values[index])
+        producer.flush(30)  # a pass ends when all its outputs are acknowledged
+    wall = time.perf_counter() - started
+    own = time.process_time() - cpu_before
+    broker = cpu_seconds([broker_pid]) - broker_before
+    return {
+        "config": config,
+        "records_per_s": round(len(values) / wall),
+        "cpu_us_per_record_client": round(own / len(values) * 1e6, 2),
+        "cpu_us_per_record_broker": round(broker / len(values) * 1e6, 2),
+    }
+
+
+def consume_run(
+    bootstrap: str, broker_pid: int, topic: str, config: dict[str, Any], expected: int
+) -> dict[str, Any]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "enable.auto.commit": False,
+            **config,
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    cpu_before, broker_before = time.process_time(), cpu_seconds([broker_pid])
+    started = time.perf_counter()
+    seen = 0
+    while seen < expected and time.perf_counter() - started < 120:
+        seen += len(consumer.consume(PASS, 0.1))
+    wall = time.perf_counter() - started
+    own = time.process_time() - cpu_before
+    broker = cpu_seconds([broker_pid]) - broker_before
+    consumer.close()
+    return {
+        "config": config,
+        "records": seen,
+        "records_per_s": round(seen / wall),
+        "cpu_us_per_record_client": round(own / max(seen, 1) * 1e6, 2),
+        "cpu_us_per_record_broker": round(broker / max(seen, 1) * 1e6, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/kafka_settings.json"))
+    args = parser.parse_args()
+    values = [reply_bytes(i) for i in range(args.records)]
+    producers: list[dict[str, Any]] = [
+        {"compression.type": "none", "linger.ms": 2},
+        {"compression.type": "lz4", "linger.ms": 2},
+        {"compression.type": "zstd", "linger.ms": 2},
+        {"compression.type": "none", "linger.ms": 5},
+        {"compression.type": "none", "linger.ms": 20},
+    ]
+    consumers: list[dict[str, Any]] = [
+        {"fetch.wait.max.ms": 5},
+        {"fetch.wait.max.ms": 5, "fetch.min.bytes": 65536},
+        {"fetch.wait.max.ms": 50, "fetch.min.bytes": 65536},
+    ]
+    with EmbeddedBroker() as broker:
+        pid = broker.pid
+        assert pid is not None
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        produced = []
+        for n, config in enumerate(producers):
+            topic = f"settings-{n}"
+            admin.create_topics([NewTopic(topic, 12, 1)])[topic].result(10)
+            produced.append(produce_run(broker.bootstrap_servers, pid, topic, config, values))
+            print(produced[-1])
+        consumed = []
+        for config in consumers:  # all read the uncompressed topic written first
+            consumed.append(
+                consume_run(broker.bootstrap_servers, pid, "settings-0", config, args.records)
+            )
+            print(consumed[-1])
+    document = {
+        "benchmark": "kafka_settings",
+        "machine": describe_machine(),
+        "load_average": os.getloadavg(),
+        "records": args.records,
+        "reply_bytes_mean": round(sum(map(len, values)) / len(values)),
+        "pass_size": PASS,
+        "produce": produced,
+        "consume": consumed,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""onnxruntime's call variants on the bench fleet's real int8 snapshots: which is cheapest?
+
+Run: python bench/components/ort_call_bench.py [--bots 40] [--rows 1,4,32]
+         [--out bench/results/ort_call.json]
+
+The worker calls ``session.run`` once per bot per pass (``models/runtime.py:predict_padded``)
+on padded ids and weights. The alternatives are onnxruntime's ``run_with_ort_values`` (inputs
+wrapped as ``OrtValue`` first, outputs returned as ``OrtValue``) and ``IOBinding`` (inputs
+bound, then ``run_with_iobinding``). Each variant answers the same padded rows of the same
+models; the figure is process CPU time per call (``time.process_time``), so other jobs on
+the machine do not inflate it. Every variant's wrapping and unwrapping is counted, since the
+worker would pay it for each call: its inputs are new arrays every pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort  # type: ignore[import-untyped]
+import orjson
+
+from fleetserve.cache.loader import SnapshotLoader
+from fleetserve.core.route import Route
+from fleetserve.models.featurize import featurize_padded
+from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
+from fleetserve.store.local import LocalDirectoryStore
+from fleetserve_bench.machine import describe_machine
+from fleetserve_bench.world import default_cache_dir, ensure_fleet
+
+Call = Callable[[Any, npt.NDArray[np.int64], npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+
+
+def plain_run(session: Any, ids: npt.NDArray[np.int64], weights: npt.NDArray[np.float32]) -> Any:
+    return session.run([OUTPUT_PROBS], {INPUT_IDS: ids, INPUT_WEIGHTS: weights})[0]
+
+
+def with_ort_values(
+    session: Any, ids: npt.NDArray[np.int64], weights: npt.NDArray[np.float32]
+) -> Any:
+    feeds = {
+        INPUT_IDS: ort.OrtValue.ortvalue_from_numpy(ids),
+        INPUT_WEIGHTS: ort.OrtValue.ortvalue_from_numpy(weights),
+    }
+    (probs,) = session.run_with_ort_values([OUTPUT_PROBS], feeds)
+    return probs.numpy()
+
+
+def with_io_binding(
+    session: Any, ids: npt.NDArray[np.int64], weights: npt.NDArray[np.float32]
+) -> Any:
+    binding = session.io_binding()
+    binding.bind_cpu_input(INPUT_IDS, ids)
+    binding.bind_cpu_input(INPUT_WEIGHTS, weights)
+    binding.bind_output(OUTPUT_PROBS)
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()[0]
+
+
+VARIANTS: dict[str, Call] = {
+    "run": plain_run,
+    "run_with_ort_values": with_ort_values,
+    "io_binding": with_io_binding,
+}
+
+
+def cpu_us_per_call(call: Call, cases: list[tuple[Any, Any, Any]], repeats: int) -> float:
+    started = time.process_time()
+    for _ in range(repeats):
+        for session, ids, weights in cases:
+            call(session, ids, weights)
+    return (time.process_time() - started) / (repeats * len(cases)) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bots", type=int, default=40)
+    parser.add_argument("--rows", default="1,4,32")
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/ort_call.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    store_dir = default_cache_dir() / f"store-{args.bots}-7"
+    fleet = ensure_fleet(args.bots, 7, store_dir)
+    store = LocalDirectoryStore(store_dir)
+    loader = SnapshotLoader(store)
+    models = []
+    for bot in fleet:
+        version = store.versions(bot.bot_id)[-1]
+        sha = store.read_manifest(bot.bot_id, version)["model"]["sha256"]
+        model = loader(Route(bot.bot_id, "real", version, sha))
+        texts = [u.text for u in bot.utterances]
+        models.append((model, texts))
+    results: dict[str, Any] = {}
+    for rows in (int(r) for r in args.rows.split(",")):
+        cases = []
+        for model, texts in models:
+            ids, weights = featurize_padded(model.metadata.featurizer, (texts * rows)[:rows])
+            cases.append((model.session, ids, weights))
+        for session, ids, weights in cases[:3]:  # same answers from every variant
+            expected = plain_run(session, ids, weights)
+            for call in VARIANTS.values():
+                assert np.allclose(call(session, ids, weights), expected)
+        results[f"rows={rows}"] = {
+            name: round(cpu_us_per_call(call, cases, args.repeats), 2)
+            for name, call in VARIANTS.items()
+        }
+        print(f"rows {rows}: {results[f'rows={rows}']} CPU-us per call")
+    document = {
+        "benchmark": "ort_call",
+        "machine": describe_machine(),
+        "load_average": os.getloadavg(),
+        "bots": args.bots,
+        "repeats": args.repeats,
+        "cpu_us_per_call": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

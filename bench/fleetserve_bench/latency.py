@@ -1,0 +1,265 @@
+"""Latency side by side: one paced producer, the relay over two hops, and fleetserve.
+
+Each system gets fresh topics, is started and settled, answers a warm-up (one query per
+bot, so no model load is measured), and then the same paced producer sends queries at
+the same rate for the same time. A reader thread stamps each output's arrival, so every
+system is measured the same way: from the moment the producer handed the query to
+librdkafka to the moment a consumer of the output topic had it (queries -> system ->
+outputs: two hops through the broker for the relay and for fleetserve alike).
+
+The producer keeps librdkafka's default linger (5 ms), as upstream services do. Runs are
+short on purpose: Tansu, the development broker, slows down sharply once a partition
+holds about 10,000 record batches (docs/architecture.md); a paced producer writes at most
+one batch per partition per linger, so ``duration_s`` x 200 batches/s stays far below it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from fleetserve.core.clock import now_ms
+from fleetserve.kafka.clients import consumer, producer
+from fleetserve_bench.metrics_scrape import running_workers
+from fleetserve_bench.procstat import cpu_seconds
+from fleetserve_bench.scenarios import baseline_process, new_topic
+from fleetserve_bench.stats import percentiles
+from fleetserve_bench.traffic import zipf_bots
+from fleetserve_bench.world import BenchWorld
+
+logger = logging.getLogger(__name__)
+
+LINGER_NOTE = "librdkafka default (5 ms)"
+READER_FETCH_WAIT_MS = 5
+
+
+@dataclass(frozen=True)
+class Pace:
+    rate_per_s: float
+    duration_s: float
+    zipf_s: float = 1.1
+    seed: int = 99
+
+
+@dataclass
+class Arrivals:
+    """A reader thread on an output topic: when each request id first arrived."""
+
+    world: BenchWorld
+    topic: str
+    seen: dict[str, float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Arrivals:
+        self._thread = threading.Thread(target=self._run, name="bench-arrivals", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def wait_for(self, wanted: Sequence[str], timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(r not in self.seen for r in wanted):
+            time.sleep(0.02)
+        return sum(r in self.seen for r in wanted)
+
+    def _run(self) -> None:
+        reader = consumer(
+            self.world.kafka,
+            {
+                "group.id": f"bench-arrivals-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": READER_FETCH_WAIT_MS,
+            },
+        )
+        try:
+            partitions = reader.list_topics(self.topic, timeout=10).topics[self.topic].partitions
+            reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            while not self._stop.is_set():
+                first = reader.poll(0.05)
+                if first is None:
+                    continue
+                arrived = time.monotonic() * 1000
+                for message in [first, *reader.consume(10_000, 0)]:
+                    if message.error() is None and message.value():
+                        request_id = orjson.loads(message.value() or b"{}").get("request_id")
+                        self.seen.setdefault(str(request_id), arrived)
+        finally:
+            reader.close()
+
+
+class PacedProducer:
+    """Queries for ``bots`` at a steady rate; remembers when each was handed to librdkafka."""
+
+    def __init__(self, world: BenchWorld, topic: str) -> None:
+        self.world = world
+        self.topic = topic
+        self.sent: dict[str, float] = {}
+        self._writer = producer(world.kafka, {"partitioner": "murmur2_random"})
+        self._texts = {b: itertools.cycle(t) for b, t in world.texts.items()}
+        self._ids = itertools.count()
+
+    def send(self, bot: str, tag: str) -> str:
+        request_id = f"{tag}-{next(self._ids)}"
+        value = orjson.dumps(
+            {
+                "version": 1,
+                "request_id": request_id,
+                "bot_id": bot,
+                "text": next(self._texts[bot]),
+                "sent_at_ms": now_ms(),
+            }
+        )
+        self.sent[request_id] = time.monotonic() * 1000
+        self._writer.produce(self.topic, key=bot.encode(), value=value)
+        return request_id
+
+    def run(self, pace: Pace, bots: Sequence[str], tag: str) -> tuple[list[str], float]:
+        """Send for ``pace.duration_s``; the request ids and the achieved rate."""
+        count = int(pace.rate_per_s * pace.duration_s)
+        order = zipf_bots(bots, count, pace.zipf_s, pace.seed)
+        ids: list[str] = []
+        started = time.perf_counter()
+        for index, bot in enumerate(order):
+            due = started + index / pace.rate_per_s
+            while (now := time.perf_counter()) < due:
+                time.sleep(min(due - now, 0.0005))
+            ids.append(self.send(bot, tag))
+            self._writer.poll(0)
+        elapsed = time.perf_counter() - started
+        self._writer.flush(30)
+        return ids, count / max(elapsed, 1e-9)
+
+    def warm_up(self, bots: Sequence[str], tag: str) -> list[str]:
+        ids = [self.send(bot, tag) for bot in bots]
+        self._writer.flush(30)
+        return ids
+
+
+SystemUp = Callable[[], AbstractContextManager[list[int]]]
+
+
+def measure_latency(
+    world: BenchWorld, system: str, up: SystemUp, queries: str, outputs: str, pace: Pace
+) -> dict[str, Any]:
+    """One system under the paced load: latency percentiles, losses and CPU."""
+    with up() as pids, Arrivals(world, outputs) as arrivals:
+        sender = PacedProducer(world, queries)
+        warm = sender.warm_up(world.bot_ids, f"{system}-warm")
+        warmed = arrivals.wait_for(warm, 120)
+        cpu_before = cpu_seconds([*pids, world.broker_pid])
+        ids, achieved = sender.run(pace, world.bot_ids, system)
+        arrived = arrivals.wait_for(ids, 60)
+        cpu = cpu_seconds([*pids, world.broker_pid]) - cpu_before
+    latencies = [arrivals.seen[r] - sender.sent[r] for r in ids if r in arrivals.seen]
+    logger.info("latency %s: %d of %d arrived", system, arrived, len(ids))
+    return {
+        "system": system,
+        "offered_per_s": pace.rate_per_s,
+        "achieved_offered_per_s": round(achieved, 1),
+        "duration_s": pace.duration_s,
+        "queries": len(ids),
+        "arrived": arrived,
+        "warm_up_arrived": f"{warmed}/{len(warm)}",
+        "latency_ms": percentiles(latencies),
+        "cpu_s_system_and_broker": round(cpu, 2),
+        "outputs": arrived,
+    }
+
+
+def latency_side_by_side(
+    world: BenchWorld,
+    workers: int,
+    pace: Pace,
+    deliveries: Sequence[str] = ("exactly-once", "at-least-once"),
+) -> dict[str, Any]:
+    """The relay (two hops), then fleetserve in each of ``deliveries``, one after another."""
+    results = []
+    relay_in, relay_out = "bench-lat-relay.in", "bench-lat-relay.out"
+    results.append(
+        measure_latency(
+            world, "relay", _relay_up(world, relay_in, relay_out), relay_in, relay_out, pace
+        )
+    )
+    for delivery in deliveries:
+        prefix = f"bench-lat-{delivery}."
+        topics = world.namespace(prefix)
+        up = _workers_up(world, workers, prefix, delivery)
+        results.append(
+            measure_latency(
+                world,
+                f"fleetserve {delivery}",
+                up,
+                topics.name("queries"),
+                topics.name("replies"),
+                pace,
+            )
+        )
+    return {
+        "scenario": "latency",
+        "producer_linger": LINGER_NOTE,
+        "reader_fetch_wait_max_ms": READER_FETCH_WAIT_MS,
+        "offered_per_s": pace.rate_per_s,
+        "duration_s": pace.duration_s,
+        "why_this_long": (
+            "at most one record batch per partition per 5 ms linger: "
+            f"<= {int(pace.duration_s * 200):,} batches per partition, far below the "
+            "~10,000 where the development broker slows down"
+        ),
+        "systems": results,
+        "ratios": latency_ratios(results),
+    }
+
+
+def latency_ratios(results: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    by = {r["system"]: r["latency_ms"] for r in results}
+    relay = by.get("relay") or {}
+
+    def ratio(system: str, quantile: str) -> float | None:
+        mine = (by.get(system) or {}).get(quantile)
+        base = relay.get(quantile)
+        return round(mine / base, 2) if mine is not None and base else None
+
+    return {
+        "at-least-once/relay p50": ratio("fleetserve at-least-once", "p50"),
+        "at-least-once/relay p99": ratio("fleetserve at-least-once", "p99"),
+        "exactly-once/relay p50": ratio("fleetserve exactly-once", "p50"),
+        "exactly-once/relay p99": ratio("fleetserve exactly-once", "p99"),
+    }
+
+
+def _workers_up(world: BenchWorld, workers: int, prefix: str, delivery: str) -> SystemUp:
+    @contextmanager
+    def up() -> Iterator[list[int]]:
+        extra = ["--delivery", delivery]
+        with running_workers(world, workers, f"bench-lat-{delivery}", extra, prefix) as group:
+            yield [member.pid for member in group]
+
+    return up
+
+
+def _relay_up(world: BenchWorld, in_topic: str, out_topic: str) -> SystemUp:
+    @contextmanager
+    def up() -> Iterator[list[int]]:
+        new_topic(world, in_topic)
+        new_topic(world, out_topic)
+        args = ["--bootstrap", world.bootstrap, "--in", in_topic, "--out", out_topic,
+                "--group", "bench-lat-relay"]  # fmt: skip
+        with baseline_process(world, "fleetserve_bench.baselines.relay", args) as pid:
+            yield [pid]
+
+    return up
