@@ -34,9 +34,13 @@ class ServingSettings:
     max_model_bytes: int = LARGEST_MODEL_BYTES
     max_models: int | None = None
     replies_topic: str | None = None  # None: the declared replies topic
-    max_batch: int = 500
+    max_batch: int = 500  # records per pass at first, and the fewest a full pass takes
+    # The adaptive pass size (serving/passsize.py): up to max_pass records while passes
+    # come back full and finish within pass_budget_ms.
+    max_pass: int = 4_000
+    pass_budget_ms: int = 250
     poll_timeout_s: float = 0.05
-    max_bot_share: float = 0.5  # of max_batch, per bot and pass
+    max_bot_share: float = 0.5  # of the pass, per bot
     max_rows_per_run: int = 256
     max_record_bytes: int = 64 * 1024
     default_top_k: int = 3
@@ -72,7 +76,11 @@ class ServingSettings:
 
     @property
     def max_rows_per_bot(self) -> int:
-        return max(1, int(self.max_batch * self.max_bot_share))
+        return self.rows_per_bot(self.max_batch)
+
+    def rows_per_bot(self, pass_size: int) -> int:
+        """One bot's fair share of a pass of ``pass_size`` records."""
+        return max(1, int(pass_size * self.max_bot_share))
 
     @property
     def disk_cache_path(self) -> str:
@@ -130,7 +138,13 @@ KNOBS: Final = (
     Knob("ops_host", "text", "Address the ops endpoints bind to."),
     Knob("delivery", "choice", "exactly-once (transactions) or at-least-once (dedupe by "
          "request_id).", choices=DELIVERIES, env="FLEETSERVE_DELIVERY"),
-    Knob("max_batch", "int", "Records per pass.", low=1, high=100_000),
+    Knob("max_batch", "int", "Records per pass at first; passes grow from here under load "
+         "(--max-pass) and never shrink below it.", low=1, high=100_000),
+    Knob("max_pass", "int", "Most records a pass grows to while passes come back full and "
+         "finish within --pass-budget-ms (--max-batch or less: fixed passes).", low=1,
+         high=100_000),
+    Knob("pass_budget_ms", "int", "A pass longer than this halves the next one's size.",
+         low=1, high=60_000),
     Knob("max_bot_share", "float", "Most of a pass one bot may take; the rest of its "
          "partition waits a pass.", low=0.001, high=1.0),
     Knob("session_timeout_ms", "int", "Group session timeout: how soon a dead worker's "

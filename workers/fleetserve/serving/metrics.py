@@ -42,6 +42,9 @@ class WorkerMetrics:
             "Partitions put back in a pass because one bot used its share",
             registry=registry,
         )
+        self.pass_size = Gauge(
+            "fleetserve_pass_size", "Records the next pass may take (adaptive)", registry=registry
+        )
         self.assigned = Gauge(
             "fleetserve_assigned_partitions", "Query partitions assigned", registry=registry
         )

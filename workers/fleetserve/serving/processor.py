@@ -76,6 +76,7 @@ class BatchProcessor:
         before: Callable[[Sequence[InboundRecord]], None] | None = None,
         step_done: Callable[[Partition, Step], bool] | None = None,
         superseded: Callable[[Step], bool] | None = None,
+        max_rows_per_bot: int | None = None,
     ) -> PassResult:
         """Every selected record ends in exactly one output; ``verdicts`` are not processed.
 
@@ -83,12 +84,13 @@ class BatchProcessor:
         ``step_done`` says which retry steps the group already processed: a copy of one
         (retry/dedupe.py) is skipped, its offset consumed, nothing produced. So is a record
         whose query already has its next step in the retry topic (``superseded``).
+        ``max_rows_per_bot`` is one bot's share of this pass (default: the configured one).
         """
         selection = select(
             records,
             retry_topic=self.config.retry_topic,
             now_ms=self.context.clock_ms(),
-            max_rows_per_bot=self.config.max_rows_per_bot,
+            max_rows_per_bot=max_rows_per_bot or self.config.max_rows_per_bot,
         )
         if before is not None:
             before(selection.records)

@@ -41,6 +41,7 @@ from fleetserve.serving.clients import serving_committer, serving_consumer, step
 from fleetserve.serving.commit import Committer, rewind
 from fleetserve.serving.metrics import WorkerMetrics
 from fleetserve.serving.outputs import Output, PassResult
+from fleetserve.serving.passsize import PassSizing, next_pass_size
 from fleetserve.serving.plan import unprocessed_heads
 from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.serving.rebalance import RebalanceTracker
@@ -149,6 +150,10 @@ class Worker:
         self.assigned: set[Partition] = set()
         self.pauses = RetryPauses()
         self.retry_steps = RetrySteps()
+        self.sizing = PassSizing.of(
+            self.serving.max_batch, self.serving.max_pass, self.serving.pass_budget_ms
+        )
+        self.pass_size = self.sizing.floor
         self._step_reader: Consumer | None = None
         self.rejected: dict[Coordinates, Verdict] = {}  # refused on delivery: dead letters next
         self._stop = threading.Event()
@@ -254,29 +259,39 @@ class Worker:
             records = self._records(messages)
             self._note_rebalance_window()
             if records or self.stats.due():  # an idle worker still flushes its statistics
-                self._one_pass(consumer, committer, records)
+                seconds = self._one_pass(consumer, committer, records)
+                self._resize(len(messages), seconds)
         self.stats.closing()
         if self.stats.due():
             self._one_pass(consumer, committer, [])
 
+    def _resize(self, polled: int, seconds: float) -> None:
+        size = next_pass_size(self.pass_size, polled, seconds, self.sizing)
+        if size != self.pass_size:
+            logger.debug("pass size %d -> %d (%d polled in %.3f s)", self.pass_size, size,
+                         polled, seconds)  # fmt: skip
+            self.pass_size = size
+            self.metrics.pass_size.set(size)
+
     def _poll(self, consumer: Consumer) -> list[Message]:
-        """What is already fetched, up to max_batch; else wait for the first record.
+        """What is already fetched, up to the pass size; else wait for the first record.
 
         ``consume(n, timeout)`` waits until n records or the timeout, so at low load every
         query would wait out the timeout; this returns as soon as anything is there, and
         batches grow by themselves while a pass is busy.
         """
-        messages = consumer.consume(self.serving.max_batch, 0)
+        messages = consumer.consume(self.pass_size, 0)
         if messages:
             return messages
         first = consumer.poll(self.serving.poll_timeout_s)
         if first is None:
             return []
-        return [first, *consumer.consume(self.serving.max_batch - 1, 0)]
+        return [first, *consumer.consume(self.pass_size - 1, 0)]
 
     def _one_pass(
         self, consumer: Consumer, committer: Committer, records: Sequence[InboundRecord]
-    ) -> None:
+    ) -> float:
+        """Process, produce and commit one pass; its seconds."""
         started = time.perf_counter()
         judgement = self.breaker.judge(records)
         if judgement.step is not None:
@@ -289,6 +304,7 @@ class Worker:
             before=lambda taken: self.breaker.begin(taken, self.processor.context.clock_ms()),
             step_done=self.retry_steps.done,
             superseded=self.retry_steps.superseded if self.retry_steps.visible else None,
+            max_rows_per_bot=self.serving.rows_per_bot(self.pass_size),
         )
         if result.resume:
             # Offsets polled but not processed (a fair share, a retry not yet due): again.
@@ -310,7 +326,9 @@ class Worker:
             self.metrics.aborted.inc()
             self.rejected.update(committer.take_rejections())
             self._read_retry_tails()  # what the aborted pass wrote may still be read
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.batch_seconds.observe(seconds)
+        return seconds
 
     def _records(self, messages: list[Message]) -> list[InboundRecord]:
         records = []
