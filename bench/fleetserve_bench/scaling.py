@@ -46,7 +46,9 @@ def scaling_points(
                 # the cost of serving and not of each fresh group's first model loads.
                 measured = fleetserve_run(
                     world, name, workers, load, queries, timeout_s,
-                    [*extra, "--max-batch", str(pass_size)], world.bot_ids[:active],
+                    # a fixed pass: the adaptive size would otherwise move it
+                    [*extra, "--max-batch", str(pass_size), "--max-pass", str(pass_size)],
+                    world.bot_ids[:active],
                 )  # fmt: skip
                 point = {
                     "law": law,
