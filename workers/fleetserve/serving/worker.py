@@ -154,6 +154,7 @@ class Worker:
             self.serving.max_batch, self.serving.max_pass, self.serving.pass_budget_ms
         )
         self.pass_size = self.sizing.floor
+        self.metrics.pass_size.set(self.pass_size)
         self._step_reader: Consumer | None = None
         self.rejected: dict[Coordinates, Verdict] = {}  # refused on delivery: dead letters next
         self._stop = threading.Event()
