@@ -127,15 +127,26 @@ def featurize(spec: FeaturizerSpec, texts: Sequence[str]) -> Features:
     ids = (_fmix32(stream.hash_spans(begin, end) ^ salts[family]) % np.uint32(spec.buckets)).astype(
         np.int64
     )
+    indptr, weights = pooled_weights(spec, family, stream.text_of[begin], len(texts))
+    return Features(indptr, ids, weights)
+
+
+def pooled_weights(
+    spec: FeaturizerSpec, family: npt.NDArray[Any], text: npt.NDArray[Any], n_texts: int
+) -> tuple[I64, F32]:
+    """(indptr, weights) of features listed by text, given each one's n-gram family and text:
+    the family's weight scaled by the text's pooling. The serving pass's featurizer
+    (featurize_pass.py) calls this too, so both produce bit-identical weights."""
+    n_chars = spec.char_ngram_max - spec.char_ngram_min + 1
+    is_word = np.arange(n_chars + spec.word_ngram_max) >= n_chars
     weights = np.where(is_word, spec.word_weight, spec.char_weight).astype(np.float32)[family]
-    text = stream.text_of[begin]
-    per_text = np.bincount(text, minlength=len(texts))
-    indptr = np.zeros(len(texts) + 1, np.int64)
+    per_text = np.bincount(text, minlength=n_texts)
+    indptr = np.zeros(n_texts + 1, np.int64)
     np.cumsum(per_text, out=indptr[1:])
-    mass = np.maximum(np.bincount(text, weights, minlength=len(texts)), 1e-12)
+    mass = np.maximum(np.bincount(text, weights, minlength=n_texts), 1e-12)
     scale = 1.0 / (mass if spec.pooling == "mean" else np.sqrt(mass))
     weights *= scale.astype(np.float32)[text]
-    return Features(indptr, ids, weights)
+    return indptr, weights
 
 
 def select(features: Features, rows: I64) -> Features:

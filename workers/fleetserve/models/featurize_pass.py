@@ -12,8 +12,8 @@ this module computes exactly the same ids and weights, faster, for many bots at 
   (numba), instead of a [positions, families] table of numpy temporaries. Integer
   arithmetic mod 2**32 is exact either way, and features come out in the same order
   (by position, then family), so ids are identical;
-- the pooling weights are computed by the same numpy expressions as ``featurize``, in the
-  same order, so they are bit-identical too.
+- the pooling weights come from ``featurize``'s own function (``pooled_weights``), so
+  they are bit-identical too.
 
 ``tests/test_featurize_pass.py`` holds it to ``featurize`` on random Unicode text.
 """
@@ -28,7 +28,7 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-from fleetserve.models.featurize import Features, FeaturizerSpec, normalize
+from fleetserve.models.featurize import Features, FeaturizerSpec, normalize, pooled_weights
 
 U32 = npt.NDArray[np.uint32]
 I64 = npt.NDArray[np.int64]
@@ -88,16 +88,7 @@ def hash_texts(spec: FeaturizerSpec, texts: Sequence[str]) -> HashedTexts:
         spec.char_ngram_max,
         spec.word_ngram_max,
     )
-    # From here on, featurize's own expressions: the weights come out bit-identical.
-    n_chars = spec.char_ngram_max - spec.char_ngram_min + 1
-    is_word = np.arange(n_chars + spec.word_ngram_max) >= n_chars
-    weights = np.where(is_word, spec.word_weight, spec.char_weight).astype(np.float32)[family]
-    per_text = np.bincount(text, minlength=len(texts))
-    indptr = np.zeros(len(texts) + 1, np.int64)
-    np.cumsum(per_text, out=indptr[1:])
-    mass = np.maximum(np.bincount(text, weights, minlength=len(texts)), 1e-12)
-    scale = 1.0 / (mass if spec.pooling == "mean" else np.sqrt(mass))
-    weights *= scale.astype(np.float32)[text]
+    indptr, weights = pooled_weights(spec, family, text, len(texts))  # featurize's own
     return HashedTexts(indptr, mixed, weights)
 
 
