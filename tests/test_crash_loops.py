@@ -40,6 +40,21 @@ def built(bot_factory: BotFactory) -> BuiltBots:
     return bot_factory(n=3, seed=37)
 
 
+def first_retry(query: dict[str, Any], topic: str, *, offset: int) -> RetryState:
+    """The retry state a pass writes after the query at ``topic[0]@offset`` failed once."""
+    return RetryState(
+        attempts=1,
+        not_before_ms=0,
+        first_failed_ms=query["sent_at_ms"],
+        reason="model_load_failed",
+        message="store unreadable",
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp_ms=query["sent_at_ms"],
+    )
+
+
 def test_a_record_that_kills_its_worker_twice_is_set_aside_as_poison(
     harness: Harness, tmp_path: Path
 ) -> None:
@@ -162,17 +177,7 @@ def test_a_retry_step_written_twice_is_answered_once_even_across_workers(
     harness.deployer.deploy(harness.built.route(bot))
     retry_topic = harness.topics.name("retry")
     query = make_query(bot, "where is my package", request_id="twice")
-    state = RetryState(
-        attempts=1,
-        not_before_ms=0,
-        first_failed_ms=query["sent_at_ms"],
-        reason="model_load_failed",
-        message="store unreadable",
-        topic=harness.topics.name("queries"),
-        partition=0,
-        offset=7,
-        timestamp_ms=query["sent_at_ms"],
-    )
+    state = first_retry(query, harness.topics.name("queries"), offset=7)
     value, headers = orjson.dumps(query), retry_headers(state)
     writer = producer_factory(**{"transactional.id": unique_name("twice"), "linger.ms": 0})
     writer.init_transactions(10)
@@ -222,17 +227,7 @@ def test_a_query_whose_uncommitted_retry_is_visible_is_answered_once(
     harness.producer.flush(10)
     (offset,) = delivered
     assert offset is not None
-    state = RetryState(
-        attempts=1,
-        not_before_ms=0,
-        first_failed_ms=query["sent_at_ms"],
-        reason="model_load_failed",
-        message="store unreadable",
-        topic=queries,
-        partition=0,
-        offset=offset,
-        timestamp_ms=query["sent_at_ms"],
-    )
+    state = first_retry(query, queries, offset=offset)
     retry, txn = harness.topics.name("retry"), unique_name("re-read")
     crashed = producer_factory(**{"transactional.id": txn, "linger.ms": 0})
     crashed.init_transactions(10)

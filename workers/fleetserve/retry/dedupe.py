@@ -141,7 +141,6 @@ def visible_steps(
                 origin = retried_origin(inbound_record(message))
                 if origin is not None:
                     steps.add(step_of(origin))
-                    logger.debug("visible retry step %s", step_of(origin))
     finally:
         reader.unassign()
     if ends:
