@@ -69,6 +69,13 @@ def test_bad_instant_names_both_forms() -> None:
         parse_instant_ms("yesterday", NOW)
 
 
+@pytest.mark.parametrize("text", ["1796100512345", "1796098902246", "17961005", "20250601"])
+def test_epoch_milliseconds_and_basic_form_dates_are_refused(text: str) -> None:
+    # datetime.fromisoformat reads 1796100512345 as 1796-10-05 23:45 (ISO basic form).
+    with pytest.raises(ValueError, match=r"ISO-8601.*duration"):
+        parse_instant_ms(text, NOW)
+
+
 def test_format_instant_round_trips() -> None:
     assert format_instant(1_800_000_000_250) == "2027-01-15T08:00:00.250Z"
     assert parse_instant_ms(format_instant(1_800_000_000_250), 0) == 1_800_000_000_250

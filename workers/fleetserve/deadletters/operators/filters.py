@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+# Python also reads ISO-8601's basic form (20250601), so epoch milliseconds such as
+# 1796100512345 would pass as a date in 1796: only the extended YYYY-MM-DD form is taken.
+_EXTENDED_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]|$)")
 _UNIT_MS: Final = {
     "ms": 1,
     "s": 1000,
@@ -48,6 +51,8 @@ def parse_instant_ms(text: str, now_ms: int) -> int:
     except ValueError:
         pass
     try:
+        if not _EXTENDED_DATE.match(text.strip()):
+            raise ValueError(text)
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(
