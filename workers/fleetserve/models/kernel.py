@@ -20,6 +20,7 @@ from numba import njit
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
 
 _BETA1 = np.float32(0.9)
 _BETA2 = np.float32(0.999)
@@ -71,6 +72,10 @@ def run_steps(  # noqa: PLR0913, PLR0917 - flat arrays are what a compiled kerne
     dropout, label smoothing, distill weight (0: no soft targets), tanh (1/0), table Adam.
     """
     buckets, dim = table.shape
+    # Dropout's draws come from an inline xorshift64* (seeded from numba's generator):
+    # calling np.random per (text, n-gram) pair was about 15 % of a fleet bot's training.
+    rng = np.empty(1, np.uint64)
+    rng[0] = np.uint64(np.random.randint(1, 2**62))
     scratch = np.zeros((buckets, dim), np.float32)
     touched = np.zeros(buckets, np.bool_)
     touched_list = np.empty(buckets, np.int64)
@@ -81,26 +86,27 @@ def run_steps(  # noqa: PLR0913, PLR0917 - flat arrays are what a compiled kerne
         lr = hyper[0] * np.float32(1.0 - step_index / total)  # linear decay, as fastText does
         step_size = lr * np.float32(np.sqrt(1.0 - 0.999 ** (step_index + 1)))
         step_size /= np.float32(1.0 - 0.9 ** (step_index + 1))
-        pairs, used, hidden = _pool_batch(indptr, ids, weights, rows, table, hyper)
+        pairs, used, hidden = _pool_batch(indptr, ids, weights, rows, table, hyper, rng)
         grad = _output_gradient(hidden, head, bias, labels, soft, rows, hyper)
         grad_hidden = _backprop_head(hidden, grad, head, bias, moments, step_size, hyper)
         count = _scatter(
             indptr, ids, rows, pairs, used, grad_hidden, scratch, touched, touched_list
         )
-        for t in range(count):
-            row = touched_list[t]
-            if hyper[6] > 0:
-                _adam_row(table, state, scratch, row, step_size)
-            else:
-                _rowwise_row(table, state, scratch, row, lr * hyper[1])
-            touched[row] = False
+        if hyper[6] > 0:
+            _adam_rows(table, state, scratch, touched, touched_list[:count], step_size)
+        else:
+            _rowwise_rows(table, state, scratch, touched, touched_list[:count], lr * hyper[1])
 
 
 @njit(cache=True, fastmath=True)
 def _pool_batch(
-    indptr: I64, ids: I64, weights: F32, rows: I64, table: F32, hyper: F32
+    indptr: I64, ids: I64, weights: F32, rows: I64, table: F32, hyper: F32, rng: U64
 ) -> tuple[I64, F32, F32]:  # pragma: no cover - compiled
-    """Each text's activated sum of weight * row; dropout draws which pairs take part."""
+    """Each text's activated sum of weight * row; dropout draws which pairs take part.
+
+    A dropped pair gets weight 0 in ``used`` and costs nothing further. ``rng`` holds the
+    xorshift state, advanced in place.
+    """
     dropout = hyper[2]
     keep_scale = np.float32(1.0) / (np.float32(1.0) - dropout)
     dim = table.shape[1]
@@ -111,16 +117,28 @@ def _pool_batch(
         pairs[i + 1] = pairs[i] + indptr[rows[i] + 1] - indptr[rows[i]]
     used = np.empty(pairs[size], np.float32)
     hidden = np.zeros((size, dim), np.float32)
+    drop_below = np.uint64(dropout * 4294967296.0)  # a 32-bit draw under this drops the pair
+    state = rng[0]
+    total = np.zeros(dim, np.float32)  # a local sum: the compiler need not reload hidden
     for i in range(size):
         first = indptr[rows[i]] - pairs[i]
+        total[:] = 0.0
         for k in range(pairs[i], pairs[i + 1]):
             w = weights[first + k]
             if dropout > 0:
-                w = np.float32(0.0) if np.random.random() < dropout else w * keep_scale
+                state ^= state >> np.uint64(12)
+                state ^= state << np.uint64(25)
+                state ^= state >> np.uint64(27)
+                draw = (state * np.uint64(2685821657736338717)) >> np.uint64(32)
+                w = np.float32(0.0) if draw < drop_below else w * keep_scale
             used[k] = w
+            if w == 0:
+                continue
             row = ids[first + k]
             for d in range(dim):
-                hidden[i, d] += w * table[row, d]
+                total[d] += w * table[row, d]
+        hidden[i] = total
+    rng[0] = state
     if hyper[5] > 0:
         hidden = np.tanh(hidden)
     return pairs, used, hidden
@@ -213,42 +231,63 @@ def _scatter(  # noqa: PLR0913, PLR0917 - flat arrays are what a compiled kernel
                 touched[row] = True
                 touched_list[count] = row
                 count += 1
+            gradient = grad_hidden[i]
+            target = scratch[row]
             for d in range(dim):
-                scratch[row, d] += w * grad_hidden[i, d]
+                target[d] += w * gradient[d]
     return count
 
 
+# The optimizer visits every row a step touched: about half the table of a fleet bot per step.
+# One call per step that loops over rows, on 1-D row views, measured 20 % less training time
+# than a call per row with 2-D indexing.
+
+
 @njit(cache=True, fastmath=True)
-def _rowwise_row(
-    table: F32, state: F32, scratch: F32, row: int, step: float
+def _rowwise_rows(
+    table: F32, state: F32, scratch: F32, touched: npt.NDArray[np.bool_], rows: I64, step: float
 ) -> None:  # pragma: no cover - compiled
     """Row-wise AdaGrad: one accumulated mean squared gradient per row."""
     dim = table.shape[1]
-    squares = np.float32(0.0)
-    for d in range(dim):
-        squares += scratch[row, d] * scratch[row, d]
-    state[row] += squares / np.float32(dim)
-    factor = step / (np.sqrt(state[row]) + _EPS)
-    for d in range(dim):
-        table[row, d] -= factor * scratch[row, d]
-        scratch[row, d] = 0.0
+    inverse_dim = np.float32(1.0) / np.float32(dim)
+    for row in rows:
+        gradient = scratch[row]
+        weights = table[row]
+        squares = np.float32(0.0)
+        for d in range(dim):
+            squares += gradient[d] * gradient[d]
+        state[row] += squares * inverse_dim
+        factor = step / (np.sqrt(state[row]) + _EPS)
+        for d in range(dim):
+            weights[d] -= factor * gradient[d]
+            gradient[d] = 0.0
+        touched[row] = False
 
 
 @njit(cache=True, fastmath=True)
-def _adam_row(
-    table: F32, state: F32, scratch: F32, row: int, step_size: float
+def _adam_rows(
+    table: F32,
+    state: F32,
+    scratch: F32,
+    touched: npt.NDArray[np.bool_],
+    rows: I64,
+    step_size: float,
 ) -> None:  # pragma: no cover - compiled
-    """Lazy Adam on one row: its moments move only when a batch touches it."""
+    """Lazy Adam: a row's moments move only when a batch touches it."""
     buckets, dim = table.shape
-    base = row * dim
-    second = buckets * dim + base
-    for d in range(dim):
-        g = scratch[row, d]
-        m = _BETA1 * state[base + d] + (np.float32(1.0) - _BETA1) * g
-        v = _BETA2 * state[second + d] + (np.float32(1.0) - _BETA2) * g * g
-        state[base + d], state[second + d] = m, v
-        table[row, d] -= step_size * m / (np.sqrt(v) + _EPS)
-        scratch[row, d] = 0.0
+    for row in rows:
+        gradient = scratch[row]
+        weights = table[row]
+        first = state[row * dim : (row + 1) * dim]
+        second = state[(buckets + row) * dim : (buckets + row + 1) * dim]
+        for d in range(dim):
+            g = gradient[d]
+            m = _BETA1 * first[d] + (np.float32(1.0) - _BETA1) * g
+            v = _BETA2 * second[d] + (np.float32(1.0) - _BETA2) * g * g
+            first[d], second[d] = m, v
+            weights[d] -= step_size * m / (np.sqrt(v) + _EPS)
+            gradient[d] = 0.0
+        touched[row] = False
 
 
 def warm_up() -> None:
