@@ -14,6 +14,7 @@ from fleetserve.models.featurize import FeaturizerSpec, featurize
 from fleetserve.models.pipeline import BuildOptions, BuiltModel, build_model
 from fleetserve.models.runtime import new_session, predict, read_model_metadata
 from fleetserve.models.search import SearchOptions
+from fleetserve.models.width import MAX_WIDTH, MIN_WIDTH, next_width, selects_width
 
 TEMPLATES = {
     "weather": ["what's the weather in {}", "will it rain in {} tomorrow", "forecast for {}"],
@@ -167,6 +168,47 @@ def test_base_params_override_defaults_and_typos_are_refused() -> None:
     assert (built.params["dim"], built.params["epochs"]) == (8, 3)
     with pytest.raises(ConfigError):
         build_model(toy_bot(), options=BuildOptions(base_params={"dims": 8}))
+
+
+def test_width_selection_walks_widths_under_the_cap_and_publishes_the_best() -> None:
+    built = build_model(toy_bot(), options=BuildOptions(width="on", max_model_kb=48))
+    trials = built.params["trials"]
+    widths = [t["params"]["dim"] for t in trials]
+    assert len(widths) >= 2
+    assert len(set(widths)) == len(widths)  # no width is cross-validated twice
+    assert "width selection" in built.metrics["search"]["stop_reason"]
+    best = max(trials, key=lambda t: t["score"])
+    assert built.params["dim"] == best["params"]["dim"]
+    assert built.params["buckets"] == best["params"]["buckets"]
+    assert all(t["model_kb"] <= 48 for t in trials)
+    assert len(built.model_bytes) <= 48 * 1024 * 1.1
+    again = build_model(toy_bot(), options=BuildOptions(width="on", max_model_kb=48))
+    assert again.model_bytes == built.model_bytes  # no wall-clock measurement decides
+    off = build_model(toy_bot(), options=BuildOptions(width="off", max_model_kb=48))
+    assert off.metrics["search"]["trials"] == 1
+    assert off.params["trials"] == []
+
+
+def test_width_selection_is_automatic_for_large_bots_and_yields_to_a_given_shape() -> None:
+    assert selects_width("auto", 3000)
+    assert not selects_width("auto", 2999)
+    assert selects_width("on", 10)
+    assert not selects_width("off", 10**6)
+    given = build_model(toy_bot(), options=BuildOptions(width="on", base_params={"dim": 8}))
+    assert given.params["dim"] == 8
+    assert given.metrics["search"]["trials"] == 1
+
+
+def test_width_steps_stay_on_multiples_of_four_within_bounds() -> None:
+    assert next_width(40, up=True) == 60
+    assert next_width(40, up=False) == 28
+    assert next_width(MAX_WIDTH, up=True) is None
+    assert next_width(MIN_WIDTH, up=False) is None
+    width: int | None = 40
+    while width is not None:
+        assert width % 4 == 0
+        assert MIN_WIDTH <= width <= MAX_WIDTH
+        width = next_width(width, up=True)
 
 
 def test_the_size_cap_shapes_the_table() -> None:

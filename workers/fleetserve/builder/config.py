@@ -17,10 +17,12 @@ from fleetserve.models.distill import DistillMode
 from fleetserve.models.objective import DEFAULT_LATENCY_WEIGHT, DEFAULT_SIZE_WEIGHT, Objective
 from fleetserve.models.pipeline import BuildOptions
 from fleetserve.models.search import SearchOptions, Strategy
+from fleetserve.models.width import WidthMode
 
 # Bump when the model family or the build steps change meaning, so resumed builds redo bots.
 # 2: cross-validated selection, refit on every utterance, size-fitted tables, conflict policy.
-BUILD_RECIPE = 2
+# 3: width selection for large bots.
+BUILD_RECIPE = 3
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class BuildConfig:
     search_strategy: Strategy = "none"
     max_model_kb: float = DEFAULT_MAX_MODEL_KB
     distill: DistillMode = "auto"
+    width: WidthMode = "auto"
     fallback_quantile: float | None = None
     target_oos_recall: float | None = None
     conflicts: ConflictPolicy = DEFAULT_CONFLICT_POLICY
@@ -63,6 +66,7 @@ class BuildConfig:
             max_model_kb=self.max_model_kb,
             base_params=dict(self.base_params) or None,
             distill=self.distill,
+            width=self.width,
             calibration=CalibrationOptions(self.fallback_quantile, self.target_oos_recall),
             int8_tolerance_points=self.int8_tolerance_points,
             keep_fp32=self.keep_fp32,

@@ -22,6 +22,8 @@ from fleetserve.models.config import DEFAULT_MAX_MODEL_KB
 from fleetserve.models.distill import AUTO_MIN_UTTERANCES, DISTILL_MODES
 from fleetserve.models.objective import DEFAULT_LATENCY_WEIGHT, DEFAULT_SIZE_WEIGHT
 from fleetserve.models.search import STRATEGIES, Strategy
+from fleetserve.models.width import AUTO_MIN_UTTERANCES as WIDTH_MIN_UTTERANCES
+from fleetserve.models.width import WIDTH_MODES
 
 
 @click.command()
@@ -65,6 +67,15 @@ from fleetserve.models.search import STRATEGIES, Strategy
     help="Train each model from a larger teacher's soft labels on the utterances and "
     f"word-dropped copies (about 4x the build time); auto: bots of {AUTO_MIN_UTTERANCES}+ "
     "utterances.",
+)
+@click.option(
+    "--width",
+    type=click.Choice(WIDTH_MODES),
+    default="auto",
+    show_default=True,
+    help="Compare table widths by cross-validation (each with the rows the size cap then "
+    "allows) and keep the best; costs one cross-validation per width tried. auto: bots of "
+    f"{WIDTH_MIN_UTTERANCES}+ utterances without --search-budget.",
 )
 @click.option(
     "--fallback-quantile",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from fleetserve.models.runtime import InferenceSession, new_session
 from fleetserve.models.search import SearchOptions, SearchResult, search
 from fleetserve.models.sizing import fit_to_cap, width_for_cap
 from fleetserve.models.train import ModelWeights
+from fleetserve.models.width import WidthMode, selects_width
 
 __all__ = ["BuildOptions", "BuiltModel", "build_model"]
 
@@ -47,6 +48,7 @@ class BuildOptions:
     max_model_kb: float = DEFAULT_MAX_MODEL_KB
     base_params: Mapping[str, Any] | None = None  # overrides of the family's defaults
     distill: DistillMode = "auto"
+    width: WidthMode = "auto"  # compare table widths by CV (models/width.py)
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     int8_tolerance_points: float = 0.5
     folds: int | None = None  # None: sized to the bot (models/folds.py)
@@ -83,7 +85,7 @@ def build_model(
     base = _base_config(data, options)
     folds = plan_folds(data.labels, options.seed, options.folds)
     distillation = Distillation() if distills(options.distill, len(data.texts)) else None
-    found = search(data, base, folds, options.seed, options.search, distillation)
+    found = search(data, base, folds, options.seed, _search_options(data, options), distillation)
     chosen = found.best.config
     refit_started = time.perf_counter()
     everything = np.arange(len(data.texts))
@@ -139,7 +141,7 @@ def build_model(
         labels=data.label_names,
         fallback_threshold=calibration.threshold,
         featurizer=spec.to_dict(),
-        params={**params, "trials": found.trials if options.search.strategy != "none" else []},
+        params={**params, "trials": _trials(found)},
         metrics=metrics,
         gate=gate.record(),
         fp32_bytes=_kept_fp32(models, published, calibration.threshold, options.keep_fp32),
@@ -157,6 +159,24 @@ def _refit(
     model for 40 % of the epochs instead measured +0.2 / -0.1 / -0.4 points on CLINC150 /
     SNIPS / paraKQC test sets: not worth the saving.)"""
     return fit(data, rows, found.best.config, seed, distillation)
+
+
+def _trials(found: SearchResult) -> list[dict[str, Any]]:
+    """Every configuration tried, when there was more than the base to try."""
+    return found.trials if found.strategy != "none" or len(found.trials) > 1 else []
+
+
+def _search_options(data: BotData, options: BuildOptions) -> SearchOptions:
+    """The search as asked, with width selection when the default build applies it: no
+    search strategy and no width or table size given."""
+    given = options.base_params or {}
+    applies = (
+        options.search.strategy == "none"
+        and "dim" not in given
+        and "buckets" not in given
+        and selects_width(options.width, len(data.texts))
+    )
+    return replace(options.search, select_width=applies) if applies else options.search
 
 
 def encode(utterances: Sequence[Pair], out_of_scope: Sequence[str] = ()) -> BotData:

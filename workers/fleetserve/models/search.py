@@ -11,6 +11,9 @@ cross-validation (:mod:`crossval`). Strategies:
   samplers over the same space, with a median pruner fed after every fold, so a bad
   configuration usually costs one fold, not k.
 
+With ``select_width`` (large bots under the default strategy, see :mod:`width`), the base
+is followed by a walk over table widths, each with the rows the cap then allows.
+
 The search runs until the budget is spent, the trial cap is hit, or (coordinate) no
 neighbour improves; the result says which. Warm starts (the best parameters of similar
 bots, see ``builder/warm.py``) are tried first.
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fleetserve.errors import ConfigError
+from fleetserve.models import width as width_policy
 from fleetserve.models.config import ModelConfig, overhead_bytes
 from fleetserve.models.crossval import CvResult, FoldReport, cross_validate
 from fleetserve.models.data import BotData
@@ -56,6 +60,7 @@ class SearchOptions:
     objective: Objective = field(default_factory=Objective)
     warm_start: tuple[Mapping[str, Any], ...] = ()
     max_trials: int = MAX_TRIALS
+    select_width: bool = False  # walk table widths after the base (models/width.py)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -123,6 +128,9 @@ class _Evaluator:
         )
         kb = config.model_kb(self.data.n_classes, self.data.label_bytes)
         latency = 0.0
+        # Width selection is part of the default build, whose output is the same bytes for
+        # the same inputs: wall-clock latency, which moves with the machine's load, would
+        # make that choice (and the file) differ from run to run.
         if self.options.strategy != "none":
             latency = weights_latency_us(cv.sample_weights, config.featurizer, self.data.texts)
         score = self.options.objective.score(cv.accuracy, kb, latency)
@@ -151,13 +159,15 @@ def search(
             warm = fit_to_cap(warm, data.n_classes, data)  # more intents: fewer buckets
         run.evaluate(warm)
     reason = "strategy none: the base configuration only"
+    if options.select_width:
+        reason = _width(run, base)
     if options.strategy == "coordinate":
         reason = _coordinate(run, base.max_model_kb)
     elif options.strategy != "none":
         reason = _optuna(run, base)
     assert run.best is not None
     result = SearchResult(run.best, run.trials, reason, run.elapsed(), options.strategy)
-    log = logger.info if options.strategy != "none" else logger.debug
+    log = logger.info if options.strategy != "none" or options.select_width else logger.debug
     log(
         "search %s: %d trials in %.1fs (%s), best cv %.2f",
         options.strategy,
@@ -172,6 +182,30 @@ def search(
 def _with(base: ModelConfig, params: Mapping[str, Any]) -> ModelConfig:
     kept = {k: v for k, v in params.items() if k not in ("max_model_kb", "seed")}
     return base.with_params(kept)
+
+
+def _width(run: _Evaluator, base: ModelConfig) -> str:
+    """Step the width up while the score improves; down if the first step up did not."""
+    assert run.best is not None
+    tried = [base.training.dim]
+    for up in (True, False):
+        width: int | None = base.training.dim
+        for _ in range(width_policy.MAX_STEPS):
+            width = width_policy.next_width(width, up) if width is not None else None
+            if width is None:
+                break
+            candidate = fit_to_cap(base.with_params({"dim": width}), run.data.n_classes, run.data)
+            if candidate.training.dim != width:  # the cap cannot hold this width
+                break
+            before = run.best
+            run.evaluate(candidate)
+            tried.append(width)
+            if run.best is before:
+                break
+        if run.best.config.training.dim > base.training.dim:
+            break  # wider won: narrower is not worth a try
+    chosen = run.best.config.training.dim
+    return f"width selection: tried {sorted(tried)}, chose {chosen}"
 
 
 def _out_of_budget(run: _Evaluator) -> str | None:
