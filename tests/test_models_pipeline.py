@@ -189,7 +189,7 @@ def test_width_selection_walks_widths_under_the_cap_and_publishes_the_best() -> 
     assert off.params["trials"] == []
 
 
-def test_width_selection_is_automatic_for_large_bots_and_yields_to_a_given_shape() -> None:
+def test_width_selection_auto_takes_large_bots_and_yields_to_a_given_shape() -> None:
     assert selects_width("auto", 3000)
     assert not selects_width("auto", 2999)
     assert selects_width("on", 10)

@@ -2,6 +2,7 @@
 
 Run: python bench/components/quality_bench.py [--data data] [--datasets clinc150,snips,parakqc_ko]
                                         [--variants default,kb512,distill] [--seeds 3]
+                                        [--extra "--width on"]
                                         [--out bench/results/quality.json]
 (needs the bench extra: pip install -e '.[bench]', for scikit-learn)
 
@@ -88,13 +89,19 @@ def fleetserve(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def run_fleetserve(
-    work: Path, name: str, variant: str, bot_file: Path, test_file: Path, seed: int = 0
+    work: Path,
+    name: str,
+    variant: str,
+    bot_file: Path,
+    test_file: Path,
+    seed: int = 0,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     store = work / f"store-{name}-{variant}-{seed}"
     started = time.perf_counter()
     built = fleetserve(
         "--store", str(store), "build", str(bot_file), "--keep-fp32", "--seed", str(seed),
-        *VARIANTS[variant],
+        *VARIANTS[variant], *extra,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     if built.returncode != 0:
@@ -182,7 +189,11 @@ def over_seeds(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(
-    data: Path, names: Sequence[str], variants: Sequence[str], seeds: int = 1
+    data: Path,
+    names: Sequence[str],
+    variants: Sequence[str],
+    seeds: int = 1,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="quality-bench-") as scratch:
@@ -203,7 +214,9 @@ def measure(
             for variant in variants:
                 runs = []
                 for seed in range(seeds):
-                    runs.append(run_fleetserve(work, name, variant, bot_file, test_file, seed))
+                    runs.append(
+                        run_fleetserve(work, name, variant, bot_file, test_file, seed, extra)
+                    )
                     print(name, variant, json.dumps(runs[-1], default=str)[:300], flush=True)
                 entry[variant] = over_seeds(runs)
             results[name] = entry
@@ -246,6 +259,9 @@ def main() -> None:
     parser.add_argument("--datasets", default="clinc150,snips,parakqc_ko")
     parser.add_argument("--variants", default="default,kb512,no-distill")
     parser.add_argument("--seeds", type=int, default=3, help="builds per variant: --seed 0..N-1")
+    parser.add_argument(
+        "--extra", default="", help='build options added to every variant, e.g. "--width on"'
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/quality.json"))
     args = parser.parse_args()
     names = [n for n in args.datasets.split(",") if n]
@@ -254,7 +270,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; known: {sorted(VARIANTS)}")
     started = time.perf_counter()
-    results = measure(args.data, names, variants, args.seeds)
+    extra = args.extra.split()
+    results = measure(args.data, names, variants, args.seeds, extra)
     payload = {
         "machine": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
@@ -262,6 +279,7 @@ def main() -> None:
         "seconds": time.perf_counter() - started,
         "variants": {v: VARIANTS[v] for v in variants},
         "seeds": list(range(args.seeds)),
+        "extra_build_options": extra,
         "datasets": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from fleetserve.models.width import WidthMode
 
 # Bump when the model family or the build steps change meaning, so resumed builds redo bots.
 # 2: cross-validated selection, refit on every utterance, size-fitted tables, conflict policy.
-# 3: width selection for large bots.
+# 3: the training kernel's dropout draws changed (models differ for the same seed).
 BUILD_RECIPE = 3
 
 
@@ -33,7 +33,7 @@ class BuildConfig:
     search_strategy: Strategy = "none"
     max_model_kb: float = DEFAULT_MAX_MODEL_KB
     distill: DistillMode = "auto"
-    width: WidthMode = "auto"
+    width: WidthMode = "off"
     fallback_quantile: float | None = None
     target_oos_recall: float | None = None
     conflicts: ConflictPolicy = DEFAULT_CONFLICT_POLICY

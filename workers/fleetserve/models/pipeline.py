@@ -48,7 +48,7 @@ class BuildOptions:
     max_model_kb: float = DEFAULT_MAX_MODEL_KB
     base_params: Mapping[str, Any] | None = None  # overrides of the family's defaults
     distill: DistillMode = "auto"
-    width: WidthMode = "auto"  # compare table widths by CV (models/width.py)
+    width: WidthMode = "off"  # compare table widths by CV (models/width.py)
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     int8_tolerance_points: float = 0.5
     folds: int | None = None  # None: sized to the bot (models/folds.py)
