@@ -167,8 +167,8 @@ def _trials(found: SearchResult) -> list[dict[str, Any]]:
 
 
 def _search_options(data: BotData, options: BuildOptions) -> SearchOptions:
-    """The search as asked, with width selection when the default build applies it: no
-    search strategy and no width or table size given."""
+    """The search as asked, plus width selection when ``options.width`` takes this bot and
+    neither a search strategy nor a width or table size was given."""
     given = options.base_params or {}
     applies = (
         options.search.strategy == "none"

@@ -11,8 +11,8 @@ cross-validation (:mod:`crossval`). Strategies:
   samplers over the same space, with a median pruner fed after every fold, so a bad
   configuration usually costs one fold, not k.
 
-With ``select_width`` (large bots under the default strategy, see :mod:`width`), the base
-is followed by a walk over table widths, each with the rows the cap then allows.
+With ``select_width`` (``--width``, only without a strategy, see :mod:`width`), the base is
+followed by a walk over table widths, each with the rows the cap then allows.
 
 The search runs until the budget is spent, the trial cap is hit, or (coordinate) no
 neighbour improves; the result says which. Warm starts (the best parameters of similar
@@ -128,9 +128,9 @@ class _Evaluator:
         )
         kb = config.model_kb(self.data.n_classes, self.data.label_bytes)
         latency = 0.0
-        # Width selection is part of the default build, whose output is the same bytes for
-        # the same inputs: wall-clock latency, which moves with the machine's load, would
-        # make that choice (and the file) differ from run to run.
+        # Without a strategy (width selection included) the same inputs give the same bytes:
+        # wall-clock latency, which moves with the machine's load, would make the choice,
+        # and so the file, differ from run to run.
         if self.options.strategy != "none":
             latency = weights_latency_us(cv.sample_weights, config.featurizer, self.data.texts)
         score = self.options.objective.score(cv.accuracy, kb, latency)
@@ -189,11 +189,12 @@ def _width(run: _Evaluator, base: ModelConfig) -> str:
     assert run.best is not None
     tried = [base.training.dim]
     for up in (True, False):
-        width: int | None = base.training.dim
+        width = base.training.dim
         for _ in range(width_policy.MAX_STEPS):
-            width = width_policy.next_width(width, up) if width is not None else None
-            if width is None:
+            stepped = width_policy.next_width(width, up)
+            if stepped is None:
                 break
+            width = stepped
             candidate = fit_to_cap(base.with_params({"dim": width}), run.data.n_classes, run.data)
             if candidate.training.dim != width:  # the cap cannot hold this width
                 break

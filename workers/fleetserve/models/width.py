@@ -1,4 +1,4 @@
-"""Which table widths a large bot's default build compares, and when it compares them.
+"""Which table widths a build compares under ``--width``, and for which bots.
 
 Under a size cap, width and rows trade against each other: every dimension costs a byte per
 table row and a byte per intent in the head. Which side should win depends on the bot. On
