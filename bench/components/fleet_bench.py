@@ -31,6 +31,7 @@ from fleetserve_bench.procstat import cpu_seconds
 
 TARGET_SECONDS = 600.0
 TARGET_MEDIAN_BYTES = 150 * 1024
+SAMPLE_S = 0.25  # how often the build's process tree is read
 
 
 def fleetserve(*args: str) -> tuple[float, float]:
@@ -53,8 +54,6 @@ def fleetserve(*args: str) -> tuple[float, float]:
         time.sleep(SAMPLE_S)
     return time.perf_counter() - started, sum(seen.values())
 
-
-SAMPLE_S = 0.25
 
 
 def descendants(root: int) -> set[int]:
