@@ -55,7 +55,6 @@ def fleetserve(*args: str) -> tuple[float, float]:
     return time.perf_counter() - started, sum(seen.values())
 
 
-
 def descendants(root: int) -> set[int]:
     """Every live process below ``root``, from the parent ids in /proc."""
     children: dict[int, list[int]] = {}
