@@ -14,7 +14,8 @@ from fleetserve.models.featurize import FeaturizerSpec, featurize
 from fleetserve.models.pipeline import BuildOptions, BuiltModel, build_model
 from fleetserve.models.runtime import new_session, predict, read_model_metadata
 from fleetserve.models.search import SearchOptions
-from fleetserve.models.width import MAX_WIDTH, MIN_WIDTH, next_width, selects_width
+from fleetserve.models.sizing import MAX_WIDTH
+from fleetserve.models.width import MIN_WIDTH, next_width, selects_width
 
 TEMPLATES = {
     "weather": ["what's the weather in {}", "will it rain in {} tomorrow", "forecast for {}"],

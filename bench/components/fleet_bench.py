@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetserve.broker.embedded import EmbeddedBroker
-from fleetserve_bench.procstat import cpu_seconds
+from fleetserve_bench.procstat import tree_cpu_seconds
 
 TARGET_SECONDS = 600.0
 TARGET_MEDIAN_BYTES = 150 * 1024
@@ -49,29 +49,10 @@ def fleetserve(*args: str) -> tuple[float, float]:
     )
     seen: dict[int, float] = {}
     while process.poll() is None:
-        for pid in descendants(process.pid) | {process.pid}:
-            seen[pid] = max(seen.get(pid, 0.0), cpu_seconds([pid]))
+        for pid, cpu in tree_cpu_seconds(process.pid).items():
+            seen[pid] = max(seen.get(pid, 0.0), cpu)
         time.sleep(SAMPLE_S)
     return time.perf_counter() - started, sum(seen.values())
-
-
-def descendants(root: int) -> set[int]:
-    """Every live process below ``root``, from the parent ids in /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found: set[int] = set()
-    frontier = [root]
-    while frontier:
-        for child in children.get(frontier.pop(), []):
-            if child not in found:
-                found.add(child)
-                frontier.append(child)
-    return found
 
 
 def disk_bytes(store: Path) -> list[int]:

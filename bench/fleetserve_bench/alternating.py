@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +74,12 @@ def run_alternating(
     return result
 
 
-def _mean(runs: Sequence[dict[str, Any]], variants: Mapping[str, Any], value: Any) -> Any:
-    means = {}
+def _mean(
+    runs: Sequence[dict[str, Any]],
+    variants: Mapping[str, Any],
+    value: Callable[[dict[str, Any]], float],
+) -> dict[str, float | None]:
+    means: dict[str, float | None] = {}
     for name in variants:
         values = [value(r) for r in runs if r["variant"] == name]
         means[name] = round(sum(values) / len(values), 1) if values else None

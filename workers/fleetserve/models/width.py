@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from fleetserve.models.sizing import MAX_WIDTH
+
 WidthMode = Literal["auto", "on", "off"]
 WIDTH_MODES: tuple[WidthMode, ...] = ("auto", "on", "off")
 AUTO_MIN_UTTERANCES = 3000
 STEP = 1.5
 MAX_STEPS = 3  # per direction
-MIN_WIDTH = 8
-MAX_WIDTH = 128
+MIN_WIDTH = 8  # the widest is sizing's MAX_WIDTH, which a larger cap also stops at
 
 
 def selects_width(mode: WidthMode, n_texts: int) -> bool:
