@@ -72,7 +72,7 @@ def test_loads_a_ready_model_with_its_manifest_facts(built: BuiltBots) -> None:
 
     assert model.route == route
     assert model.quantization == manifest["model"]["quantization"]
-    assert model.quantization in ("int8", "fp32")
+    assert model.quantization in ("int4", "int8", "fp32")
     assert model.metadata.labels == tuple(manifest["labels"])
     assert model.metadata.fallback_threshold == manifest["fallback_threshold"]
     # A small int8 model costs a few hundred KB resident (see cache/footprint.py).
@@ -135,10 +135,10 @@ def test_non_onnx_bytes_matching_their_manifest_are_model_corrupt(tmp_path: Path
 def test_manifest_without_known_quantization_is_model_corrupt(
     real_bytes: bytes, tmp_path: Path
 ) -> None:
-    route = publish(LocalDirectoryStore(tmp_path), real_bytes, quantization="int4")
+    route = publish(LocalDirectoryStore(tmp_path), real_bytes, quantization="int2")
     error = failure(SnapshotLoader(LocalDirectoryStore(tmp_path)), route)
     assert error.reason == "model_corrupt"
-    assert "int4" in str(error)
+    assert "int2" in str(error)
 
 
 def test_model_without_fleetserve_metadata_is_model_corrupt(
@@ -280,7 +280,8 @@ def test_tensors_that_declare_more_than_the_cap_are_refused(
 
 def test_the_default_cap_admits_the_largest_model_the_factory_publishes(built: BuiltBots) -> None:
     largest = ModelConfig.from_params({"max_model_kb": MAX_MODEL_KB_LIMIT})
-    fp32_bytes = 4 * largest.max_model_kb * 1024  # the int8 gate may publish fp32 instead
+    # At most two weights a byte (int4); the gate may publish them as fp32 instead.
+    fp32_bytes = 4 * 2 * largest.max_model_kb * 1024
     assert ServingSettings().max_model_bytes >= fp32_bytes
     with pytest.raises(ConfigError):
         ModelConfig.from_params({"max_model_kb": MAX_MODEL_KB_LIMIT + 1})

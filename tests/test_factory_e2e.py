@@ -67,7 +67,7 @@ def test_fleet_build_publishes_verified_self_describing_snapshots(
         assert manifest["model"]["sha256"] == sha256_hex(model)
         assert manifest["labels"] == list(bot.intents())
         assert manifest["build"]["dataset_sha256"] == bot.content_hash()
-        for key in ("cv_accuracy", "int8_delta_points", "latency_us_batch1"):
+        for key in ("cv_accuracy", "quantized_delta_points", "latency_us_batch1"):
             assert manifest["metrics"][key] is not None, key
         assert manifest["metrics"]["search"]["strategy"] == "none"
         assert manifest["gate"]["published"] == manifest["model"]["quantization"]
@@ -96,7 +96,7 @@ def test_gate_passes_to_int8_and_forced_failure_publishes_fp32(
     passing = invoke("--store", str(tmp_path / "a"), "build", str(bot_file), "--workers", "1")
     assert passing.exit_code == 0, passing.output
     forced = invoke(
-        "--store", str(tmp_path / "b"), "build", str(bot_file), "--int8-tolerance", "-100"
+        "--store", str(tmp_path / "b"), "build", str(bot_file), "--quantized-tolerance", "-100"
     )
     assert forced.exit_code == 0, forced.output
     store_a, store_b = LocalDirectoryStore(tmp_path / "a"), LocalDirectoryStore(tmp_path / "b")
@@ -105,7 +105,7 @@ def test_gate_passes_to_int8_and_forced_failure_publishes_fp32(
     gate_a = store_a.read_manifest(bot_file.stem, version_a)["gate"]
     gate_b = store_b.read_manifest(bot_file.stem, version_b)["gate"]
     assert gate_a["passed"] is True
-    assert gate_a["published"] == "int8"
+    assert gate_a["published"] == "int8"  # auto: a small bot
     assert gate_b["passed"] is False
     assert gate_b["published"] == "fp32"
     assert gate_b["reason"]
@@ -294,8 +294,9 @@ def test_eval_scores_the_published_and_the_kept_fp32_model(
 ) -> None:
     bot_file = next((built_fleet / "fleet").glob("en-*.jsonl"))
     built = invoke(
-        "--store", str(tmp_path / "s"), "build", str(bot_file), "--keep-fp32", "--workers", "1"
-    )
+        "--store", str(tmp_path / "s"), "build", str(bot_file), "--keep-fp32", "--workers", "1",
+        "--quantization", "int4",
+    )  # fmt: skip
     assert built.exit_code == 0, built.output
     lines = bot_file.read_bytes().splitlines()
     test_file = tmp_path / "test.jsonl"
@@ -305,14 +306,14 @@ def test_eval_scores_the_published_and_the_kept_fp32_model(
     result = invoke("--store", str(tmp_path / "s"), "eval", bot_file.stem, str(test_file), "--json")
     assert result.exit_code == 0, result.output
     scores = orjson.loads(result.output)
-    assert scores["published"] == "int8"
-    assert set(scores["results"]) == {"int8", "fp32"}
-    int8 = scores["results"]["int8"]
-    assert int8["utterances"] == sum(1 for line in lines[:40] if b'"intent"' in line)
-    assert int8["accuracy"] > 90  # these utterances trained the model
-    assert int8["out_of_scope"] == 1
-    assert {"intent", "support", "precision", "recall"} <= set(int8["per_intent"][0])
-    assert abs(int8["accuracy"] - scores["results"]["fp32"]["accuracy"]) <= 5
+    assert scores["published"] == "int4"
+    assert set(scores["results"]) == {"int4", "fp32"}
+    int4 = scores["results"]["int4"]
+    assert int4["utterances"] == sum(1 for line in lines[:40] if b'"intent"' in line)
+    assert int4["accuracy"] > 90  # these utterances trained the model
+    assert int4["out_of_scope"] == 1
+    assert {"intent", "support", "precision", "recall"} <= set(int4["per_intent"][0])
+    assert abs(int4["accuracy"] - scores["results"]["fp32"]["accuracy"]) <= 5
     text = invoke("--store", str(tmp_path / "s"), "eval", bot_file.stem, str(test_file))
     assert text.exit_code == 0, text.output
     assert "accuracy" in text.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -10,11 +11,19 @@ import pytest
 
 from fleetserve.errors import BotInputError, ConfigError
 from fleetserve.models.calibrate import CalibrationOptions
+from fleetserve.models.config import (
+    DEFAULT_TRAINING,
+    INT4_MIN_UTTERANCES,
+    ModelConfig,
+    rows_under_cap,
+    table_format,
+)
+from fleetserve.models.data import BotData
 from fleetserve.models.featurize import FeaturizerSpec, featurize
 from fleetserve.models.pipeline import BuildOptions, BuiltModel, build_model
 from fleetserve.models.runtime import new_session, predict, read_model_metadata
 from fleetserve.models.search import SearchOptions
-from fleetserve.models.sizing import MAX_WIDTH
+from fleetserve.models.sizing import MAX_WIDTH, default_width
 from fleetserve.models.width import MIN_WIDTH, next_width, selects_width
 
 TEMPLATES = {
@@ -38,9 +47,10 @@ def built() -> BuiltModel:
 
 
 def test_a_normal_bot_is_cross_validated_refit_and_published_int8(built: BuiltModel) -> None:
-    assert built.quantization == "int8"
+    assert built.quantization == "int8"  # auto: a small bot keeps the cheaper lookup
     assert built.gate["passed"] is True
     assert built.gate["published"] == "int8"
+    assert len(built.gate["tried"]) == 1
     assert "within" in built.gate["reason"]
     metrics = built.metrics
     assert metrics["cv_folds"] == 3  # 144 utterances: three folds
@@ -50,6 +60,7 @@ def test_a_normal_bot_is_cross_validated_refit_and_published_int8(built: BuiltMo
     assert metrics["n_utterances"] == len(toy_bot())  # the refit saw every utterance
     assert abs(len(built.model_bytes) - metrics["model_bytes_int8"]) < 64
     assert metrics["model_bytes_int8"] < metrics["model_bytes_fp32"] / 3
+    assert "model_bytes_int4" not in metrics
     assert metrics["search"]["strategy"] == "none"
     assert metrics["latency_us_batch1"] > 0
     assert metrics["fallback_recall"] is not None
@@ -66,14 +77,45 @@ def test_the_published_model_knows_every_utterance(built: BuiltModel) -> None:
 
 
 def test_a_failed_gate_publishes_fp32_with_a_reason() -> None:
-    built = build_model(toy_bot(), options=BuildOptions(int8_tolerance_points=-100.0))
+    options = BuildOptions(quantization="int4", tolerance_points=-100.0)
+    built = build_model(toy_bot(), options=options)
     assert built.quantization == "fp32"
     assert built.gate["passed"] is False
     assert built.gate["published"] == "fp32"
     assert "outside the -100-point tolerance" in built.gate["reason"]
+    # int4 first, then int8, each refused with its own measurement.
+    assert [reason.split()[0] for reason in built.gate["tried"]] == ["int4", "int8"]
     ops = {node.op_type for node in onnx.load_from_string(built.model_bytes).graph.node}
-    assert "MatMulInteger" not in ops
+    assert not ops & {"MatMulInteger", "GatherBlockQuantized"}
     assert len(built.model_bytes) > built.metrics["model_bytes_int8"]
+
+
+def test_int4_tables_are_built_when_asked_and_sized_at_their_own_bytes() -> None:
+    int8 = build_model(toy_bot(), options=BuildOptions(max_model_kb=20))
+    int4 = build_model(toy_bot(), options=BuildOptions(quantization="int4", max_model_kb=20))
+    assert (int8.quantization, int4.quantization) == ("int8", "int4")
+    assert (int8.params["quantization"], int4.params["quantization"]) == ("int8", "int4")
+    ops = {node.op_type for node in onnx.load_from_string(int4.model_bytes).graph.node}
+    assert "GatherBlockQuantized" in ops
+    # The same cap holds about 1.7 times the rows at width 40 (24 bytes a row against 40).
+    rows = {q: rows_under_cap(150, 150, 40, q, 3600) for q in ("int4", "int8")}
+    assert 1.6 < rows["int4"] / rows["int8"] < 1.7
+    assert len(int8.model_bytes) <= 20 * 1024
+    assert len(int4.model_bytes) <= 20 * 1024
+
+
+def test_auto_quantization_gives_large_bots_int4_tables_and_a_wider_row() -> None:
+    assert table_format("auto", INT4_MIN_UTTERANCES - 1) == "int8"
+    assert table_format("auto", INT4_MIN_UTTERANCES) == "int4"
+    assert table_format("int4", 10) == "int4"
+    texts = [f"utterance number {i}" for i in range(INT4_MIN_UTTERANCES)]
+    large = BotData(texts, np.arange(len(texts)) % 150, tuple(f"i{k}" for k in range(150)))
+    few_intents = ModelConfig(quantization="int4")
+    assert default_width(few_intents, large) == 2 * DEFAULT_TRAINING.dim
+    assert default_width(replace(few_intents, quantization="int8"), large) == 40
+    many = BotData(texts, np.arange(len(texts)) % 1000, tuple(f"i{k}" for k in range(1000)))
+    # 1,000 intents: twice the width would make the head half the cap.
+    assert default_width(few_intents, many) == DEFAULT_TRAINING.dim
 
 
 def test_the_file_describes_itself(built: BuiltModel) -> None:
@@ -155,11 +197,13 @@ def test_searches_record_trials_stop_with_a_reason_and_respect_the_size_cap(
 
 
 def test_warm_starts_are_tried_first() -> None:
-    warm = {"dim": 8, "buckets": 512}
+    # A large bot's parameters: its table format is not this bot's.
+    warm = {"dim": 8, "buckets": 512, "quantization": "int4"}
     options = BuildOptions(search=SearchOptions(strategy="tpe", budget_s=0.5, warm_start=(warm,)))
     built = build_model(toy_bot(), options=options)
     second = built.params["trials"][1]["params"]
     assert (second["dim"], second["buckets"]) == (8, 512)
+    assert second["quantization"] == built.params["quantization"] == "int8"
 
 
 def test_base_params_override_defaults_and_typos_are_refused() -> None:
@@ -227,7 +271,7 @@ def test_distillation_trains_from_a_teacher_and_still_publishes_a_small_model() 
 def test_tiny_bots_build() -> None:
     pairs = [("turn on the light", "on"), ("lights on", "on"), ("turn off the light", "off")]
     built = build_model(pairs)
-    assert built.quantization in ("int8", "fp32")
+    assert built.quantization in ("int4", "int8", "fp32")
     assert built.metrics["cv_folds"] >= 2
 
 

@@ -1,4 +1,4 @@
-"""Training, ONNX export and int8 quantization, each against real numpy and onnxruntime."""
+"""Training, ONNX export and int8/int4 quantization, each against real numpy and onnxruntime."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fleetserve.errors import ConfigError
 from fleetserve.models.evaluate import run_all
 from fleetserve.models.featurize import Features, FeaturizerSpec, featurize, featurize_padded
 from fleetserve.models.graph import OPSET, export_onnx, with_metadata
-from fleetserve.models.quantize import quantize_int8
+from fleetserve.models.quantize import pack_int4, quantize_int4, quantize_int8, unpack_int4
 from fleetserve.models.runtime import new_session, predict
 from fleetserve.models.train import ModelWeights, TrainParams, forward, train
 
@@ -144,6 +144,52 @@ def test_int8_is_smaller_and_close(trained: tuple[Features, np.ndarray, ModelWei
     (probs,) = new_session(int8).run(None, {"ids": ids, "weights": w})
     assert (probs.argmax(axis=1) == labels).all()
     assert quantize_int8(fp32) == int8  # deterministic
+
+
+def test_int4_rows_keep_their_own_scale_and_the_least_error() -> None:
+    rng = np.random.default_rng(3)
+    # Rows a thousand times apart in magnitude, as a hashed table's are.
+    table = (rng.normal(size=(64, 12)) * np.logspace(-3, 0, 64)[:, None]).astype(np.float32)
+    table[5] = 0.0
+    packed = pack_int4(table)
+    assert packed.nibbles.shape == (64, 6)
+    assert packed.nibbles.dtype == np.uint8
+    restored = unpack_int4(packed)
+    step = np.abs(table).max(axis=1, keepdims=True) / 7
+    # Each row's scale is its own, and never worse than rounding to its peak's steps.
+    peak_scaled = np.clip(np.rint(table / np.where(step > 0, step, 1)), -7, 7) * step
+    error = ((restored - table) ** 2).sum(axis=1)
+    assert (error <= ((peak_scaled - table) ** 2).sum(axis=1) + 1e-9).all()
+    assert (restored[5] == 0).all()
+    with pytest.raises(ValueError, match="even width"):
+        pack_int4(table[:, :11])
+
+
+@pytest.mark.parametrize("dim", [16, 15])
+def test_int4_graph_computes_the_unpacked_table(dim: int) -> None:
+    """The 4-bit lookup is the table :func:`unpack_int4` gives (the head adds int8 rounding);
+    an odd width is padded with a zero column and a zero head row."""
+    texts, labels = toy_set()
+    features = featurize(SPEC, texts)
+    weights = train(features, labels, 3, SPEC.buckets, TrainParams(dim=dim), seed=0)
+    int4 = quantize_int4(weights, {"fleetserve.labels": "[]"})
+    int8 = quantize_int8(export_onnx(weights, {"fleetserve.labels": "[]"}))
+    # 12 bytes a row (8 of codes, a 4-byte scale) against 16 at width 16.
+    assert len(int4) < len(int8) - 0.2 * SPEC.buckets * 16
+    proto = onnx.load_from_string(int4)
+    assert {p.key for p in proto.metadata_props} == {"fleetserve.labels"}
+    lookup = next(n for n in proto.graph.node if n.name == "lookup")
+    assert (lookup.domain, lookup.op_type) == ("com.microsoft", "GatherBlockQuantized")
+    even = weights.table if dim % 2 == 0 else np.pad(weights.table, ((0, 0), (0, 1)))
+    head = weights.head if dim % 2 == 0 else np.pad(weights.head, ((0, 1), (0, 0)))
+    unpacked = ModelWeights(unpack_int4(pack_int4(even)), head, weights.bias, weights.activation)
+    queries = [*texts[:8], "", "a text the model has never seen, 처음 보는 문장"]
+    session = new_session(int4)
+    np.testing.assert_allclose(
+        predict(session, SPEC, queries), forward(unpacked, featurize(SPEC, queries)), atol=0.02
+    )
+    assert (predict(session, SPEC, texts).argmax(axis=1) == labels).all()
+    assert quantize_int4(weights, {"fleetserve.labels": "[]"}) == int4  # deterministic
 
 
 def test_metadata_can_be_replaced_without_touching_weights(

@@ -29,7 +29,8 @@ from fleetserve.builder.config import BuildConfig
 from fleetserve.models import kernel, pipeline
 
 PHASES = (
-    "search", "_refit", "gate_published", "quantize_int8", "_base_config", "_latency",
+    "search", "_refit", "gate_published", "quantize_int8", "quantize_int4", "_base_config",
+    "_latency",
     "new_session", "export_onnx", "plan_folds", "calibrate_threshold", "encode",
 )  # fmt: skip
 CPU: collections.defaultdict[str, float] = collections.defaultdict(float)
@@ -54,7 +55,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/build_phases.json"))
     args = parser.parse_args()
     for name in PHASES:
-        setattr(pipeline, name, charged(name, getattr(pipeline, name)))
+        if hasattr(pipeline, name):  # an older tree, measured side by side, may lack one
+            setattr(pipeline, name, charged(name, getattr(pipeline, name)))
     for name in ("load_source", "build_bot"):  # the names builder/fleet.py calls them by
         setattr(fleet, name, charged(name, getattr(fleet, name)))
     work = Path(tempfile.mkdtemp(prefix="build-phases-"))

@@ -1,12 +1,13 @@
 """The worker's pass without Kafka: CPU per reply of decode, route, featurize, run, encode.
 
 Run: python bench/components/hotpath_bench.py [--bots 1000] [--pass-size 500]
-         [--active 10,100,1000] [--profile] [--out bench/results/hotpath.json]
+         [--active 10,100,1000] [--profile] [--quantization auto|int4|int8]
+         [--out bench/results/hotpath.json]
 
-The real ``BatchProcessor`` of a worker (its model cache, real int8 ONNX snapshots of the
-bench fleet, the reply encoding and the per-bot statistics' facts) answers passes of
-records built the way the bench's load generator builds them (query v1 bytes, keyed by
-bot, Zipf s = 1.1 or uniform over the active bots). CPU time is the process's own
+The real ``BatchProcessor`` of a worker (its model cache, real ONNX snapshots of the bench
+fleet, int8 tables at its sizes by default, the reply encoding and the per-bot statistics' facts)
+answers passes of records built the way the bench's load generator builds them (query v1
+bytes, keyed by bot, Zipf s = 1.1 or uniform over the active bots). CPU time is the process's own
 (``time.process_time``), so other jobs on the machine do not inflate it; only Kafka's
 consume, produce and commit are left out (the end-to-end bench has them). ``--profile``
 adds a cProfile breakdown by stage of one run.
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from fleetserve.builder.config import BuildConfig
 from fleetserve.cache.loader import SnapshotLoader
 from fleetserve.cache.model_cache import ModelCache
 from fleetserve.core.clock import now_ms
@@ -36,12 +38,13 @@ from fleetserve.core.outcome import WorkerIdentity
 from fleetserve.core.records import InboundRecord
 from fleetserve.core.route import Route
 from fleetserve.errors import QueryFailed
+from fleetserve.models.config import DEFAULT_QUANTIZATION, QUANTIZATION_MODES
 from fleetserve.serving.answer import AnswerContext
 from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import describe_machine
 from fleetserve_bench.traffic import query_value, zipf_weights
-from fleetserve_bench.world import default_cache_dir, ensure_fleet
+from fleetserve_bench.world import ensure_fleet, fleet_store_dir
 
 PARTITIONS = 12
 
@@ -175,11 +178,18 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--label", default="", help="a name for this variant in the output")
+    parser.add_argument(
+        "--quantization",
+        choices=QUANTIZATION_MODES,
+        default=DEFAULT_QUANTIZATION,
+        help="the fleet's table format (each configuration is cached in a store of its own)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/hotpath.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    store_dir = default_cache_dir() / f"store-{args.bots}-7"
-    fleet = ensure_fleet(args.bots, 7, store_dir)
+    config = BuildConfig(quantization=args.quantization)
+    store_dir = fleet_store_dir(args.bots, 7, config)
+    fleet = ensure_fleet(args.bots, 7, store_dir, config)
     texts = {bot.bot_id: [u.text for u in bot.utterances] for bot in fleet}
     routes = bot_routes(LocalDirectoryStore(store_dir))
     bots = sorted(routes)
@@ -207,6 +217,7 @@ def main() -> None:
     result = {
         "benchmark": "hotpath",
         "label": args.label,
+        "quantization": args.quantization,
         "bots": args.bots,
         "load_average": os.getloadavg(),
         "runs": runs,

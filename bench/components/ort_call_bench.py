@@ -33,7 +33,7 @@ from fleetserve.models.featurize import featurize_padded
 from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import describe_machine
-from fleetserve_bench.world import default_cache_dir, ensure_fleet
+from fleetserve_bench.world import ensure_fleet, fleet_store_dir
 
 Call = Callable[[Any, npt.NDArray[np.int64], npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/ort_call.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    store_dir = default_cache_dir() / f"store-{args.bots}-7"
+    store_dir = fleet_store_dir(args.bots, 7)
     fleet = ensure_fleet(args.bots, 7, store_dir)
     store = LocalDirectoryStore(store_dir)
     loader = SnapshotLoader(store)

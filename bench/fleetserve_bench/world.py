@@ -19,6 +19,7 @@ from pathlib import Path
 from fleetserve.bots.definition import BotDefinition
 from fleetserve.bots.fleet import make_fleet
 from fleetserve.broker.embedded import EmbeddedBroker, free_loopback_port
+from fleetserve.builder.config import BuildConfig
 from fleetserve.config.settings import KafkaSettings
 from fleetserve.demo.run import build_fleet, deploy_all, spawn_worker
 from fleetserve.kafka.clients import admin_client
@@ -32,6 +33,18 @@ logger = logging.getLogger(__name__)
 
 def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "fleetserve-bench"
+
+
+def fleet_store_dir(
+    bots: int, seed: int, config: BuildConfig | None = None, cache_dir: Path | None = None
+) -> Path:
+    """A cached fleet's store, one per build configuration and recipe.
+
+    A store shared across recipes would hold several snapshots per bot, and the benches
+    serve each bot's last version by name, i.e. a mix of recipes.
+    """
+    fingerprint = (config or BuildConfig()).fingerprint()[:12]
+    return (cache_dir or default_cache_dir()) / f"store-{bots}-{seed}-{fingerprint}"
 
 
 @dataclass
@@ -88,12 +101,16 @@ class BenchWorld:
         return process, port, log
 
 
-def ensure_fleet(bots: int, seed: int, store_dir: Path) -> list[BotDefinition]:
+def ensure_fleet(
+    bots: int, seed: int, store_dir: Path, config: BuildConfig | None = None
+) -> list[BotDefinition]:
     """The fleet of ``bots`` drawn with ``seed``, built into ``store_dir`` unless it is there."""
     fleet = make_fleet(bots, seed=seed)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fleetserve-bench-fleet-") as work:
-        build_fleet(fleet, Path(work) / "fleet", store_dir, lambda line: logger.info("%s", line))
+        build_fleet(
+            fleet, Path(work) / "fleet", store_dir, lambda line: logger.info("%s", line), config
+        )
     logger.info("fleet of %d ready in %.1f s", bots, time.perf_counter() - started)
     return fleet
 
@@ -106,7 +123,7 @@ def bench_world(bots: int, seed: int, cache_dir: Path | None = None) -> Iterator
         topics = load_topics(None, "local", "")
         apply_topics(admin_client(kafka), topics)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleetserve-bench-")))
-        store_dir = (cache_dir or default_cache_dir()) / f"store-{bots}-{seed}"
+        store_dir = fleet_store_dir(bots, seed, cache_dir=cache_dir)
         fleet = ensure_fleet(bots, seed, store_dir)
         deploy_all(kafka, topics.name("deployments"), LocalDirectoryStore(store_dir), logger.info)
         texts = {bot.bot_id: [u.text for u in bot.utterances] for bot in fleet}

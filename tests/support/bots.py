@@ -18,6 +18,7 @@ from fleetserve.config.settings import KafkaSettings
 from fleetserve.core.route import Route
 from fleetserve.deploy import records
 from fleetserve.deploy.log import publish_record
+from fleetserve.models.config import QuantizationMode
 from fleetserve.store.local import LocalDirectoryStore
 
 # Past the ten whole CLINC domains a fleet's bots are small (5-40 intents) and build in
@@ -27,12 +28,17 @@ SMALL_BOTS_FROM = 10
 
 @dataclass
 class BuiltBots:
-    """Real bots with real int8/fp32 snapshots in a real local artifact store."""
+    """Real bots with real int8 and int4 snapshots in a real local artifact store.
+
+    Every other bot's table is int4 (``--quantization auto`` keeps small bots int8), so
+    every test that serves bots serves both formats, as a fleet with large bots does.
+    """
 
     store: LocalDirectoryStore
     bots: dict[str, BotDefinition]
     versions: dict[str, str] = field(default_factory=dict)  # bot -> version built with seed 0
     sha256s: dict[tuple[str, str], str] = field(default_factory=dict)
+    quantization: dict[str, QuantizationMode] = field(default_factory=dict)
 
     @property
     def store_dir(self) -> Path:
@@ -44,7 +50,8 @@ class BuiltBots:
 
     def build(self, bot_id: str, seed: int = 0) -> str:
         """Build (or find) the snapshot of ``bot_id`` trained with ``seed``; its version."""
-        result = build_bot(self.bots[bot_id], BuildConfig(seed=seed), self.store)
+        config = BuildConfig(seed=seed, quantization=self.quantization.get(bot_id, "auto"))
+        result = build_bot(self.bots[bot_id], config, self.store)
         assert result.status in ("built", "skipped"), result
         assert result.version is not None
         manifest = self.store.read_manifest(bot_id, result.version)
@@ -69,7 +76,8 @@ def bot_factory(tmp_path_factory: pytest.TempPathFactory) -> BotFactory:
             LocalDirectoryStore(tmp_path_factory.mktemp("store")),
             {bot.bot_id: bot for bot in fleet},
         )
-        for bot in fleet:
+        for index, bot in enumerate(fleet):
+            built.quantization[bot.bot_id] = "int4" if index % 2 else "auto"
             built.versions[bot.bot_id] = built.build(bot.bot_id)
         return built
 

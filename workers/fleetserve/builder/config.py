@@ -12,7 +12,7 @@ import orjson
 from fleetserve.bots.assemble import DEFAULT_CONFLICT_POLICY, ConflictPolicy
 from fleetserve.core.facts import VERSION
 from fleetserve.models.calibrate import CalibrationOptions
-from fleetserve.models.config import DEFAULT_MAX_MODEL_KB
+from fleetserve.models.config import DEFAULT_MAX_MODEL_KB, DEFAULT_QUANTIZATION, QuantizationMode
 from fleetserve.models.distill import DistillMode
 from fleetserve.models.objective import DEFAULT_LATENCY_WEIGHT, DEFAULT_SIZE_WEIGHT, Objective
 from fleetserve.models.pipeline import BuildOptions
@@ -22,14 +22,16 @@ from fleetserve.models.width import WidthMode
 # Bump when the model family or the build steps change meaning, so resumed builds redo bots.
 # 2: cross-validated selection, refit on every utterance, size-fitted tables, conflict policy.
 # 3: the training kernel's dropout draws changed (models differ for the same seed).
-BUILD_RECIPE = 3
+# 4: int4 tables for large bots by default, sized to the cap at their own bytes per row.
+BUILD_RECIPE = 4
 
 
 @dataclass(frozen=True)
 class BuildConfig:
     search_budget_s: float = 0.0
-    int8_tolerance_points: float = 0.5
+    tolerance_points: float = 0.5
     seed: int = 0
+    quantization: QuantizationMode = DEFAULT_QUANTIZATION
     search_strategy: Strategy = "none"
     max_model_kb: float = DEFAULT_MAX_MODEL_KB
     distill: DistillMode = "auto"
@@ -68,7 +70,8 @@ class BuildConfig:
             distill=self.distill,
             width=self.width,
             calibration=CalibrationOptions(self.fallback_quantile, self.target_oos_recall),
-            int8_tolerance_points=self.int8_tolerance_points,
+            quantization=self.quantization,
+            tolerance_points=self.tolerance_points,
             keep_fp32=self.keep_fp32,
             seed=self.seed,
         )

@@ -18,7 +18,7 @@ class BotBuildResult:
     # Cross-validated accuracy (percent): pooled out-of-fold predictions on the bot's own
     # utterances, i.e. what a user would measure on utterances the model never saw.
     accuracy: float | None = None
-    int8_delta_points: float | None = None
+    quantized_delta_points: float | None = None
     gate: str | None = None
     model_bytes: int | None = None
     build_seconds: float = 0.0

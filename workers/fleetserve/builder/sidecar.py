@@ -1,4 +1,4 @@
-"""The fp32 model kept beside an int8 snapshot (``build --keep-fp32``), for ``eval``.
+"""The fp32 model kept beside a quantized snapshot (``build --keep-fp32``), for ``eval``.
 
 It lives next to the snapshot folder, not inside it, so the snapshot stays exactly what the
 store published and verified; the manifest records its file name and sha256.

@@ -62,7 +62,7 @@ from fleetserve.models.runtime import (
 from fleetserve.store.base import ArtifactStore, SnapshotReader, SnapshotRequest
 
 T = TypeVar("T")
-QUANTIZATIONS = frozenset({"int8", "fp32"})
+QUANTIZATIONS = frozenset({"int4", "int8", "fp32"})
 WARM_UP_TEXT = "hello"
 
 

@@ -20,7 +20,7 @@ class LoadedModel:
     session: InferenceSession
     metadata: ModelMetadata
     quantization: str
-    """``"int8"`` or ``"fp32"``, from the manifest."""
+    """``"int4"``, ``"int8"`` or ``"fp32"``, from the manifest."""
     footprint_bytes: int
     """What this entry counts against the cache's budget (see ``footprint.py``)."""
     load_seconds: float

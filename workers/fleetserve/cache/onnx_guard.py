@@ -2,10 +2,10 @@
 
 Pure: bytes in, a verdict out. The builder emits the default ONNX domain only (opset 17:
 Gather, ReduceSum, MatMul, Softmax and, after int8 quantization, DynamicQuantizeLinear,
-MatMulInteger, DequantizeLinear; checked on all 10,000 snapshots of a fleet build). The
-quantizer adds ``com.microsoft`` when it emits onnxruntime's contrib ops (other op types
-or options than the builder's), and those kernels are compiled into onnxruntime, so that
-domain is allowed too. Anything else would need a custom-op library, which fleetserve
+MatMulInteger, DequantizeLinear; checked on all 10,000 snapshots of a fleet build). An int4
+table is looked up by ``com.microsoft.GatherBlockQuantized``, and the quantizer emits that
+domain too for other op types or options; those kernels are compiled into onnxruntime, so
+the domain is allowed. Anything else would need a custom-op library, which fleetserve
 never registers; it is refused here with a clear message rather than by an obscure
 "no kernel" error, and long before onnxruntime parses anything.
 

@@ -18,7 +18,12 @@ from fleetserve.builder.report import results_table, summarize, write_report
 from fleetserve.builder.result import BotBuildResult
 from fleetserve.cli.context import pass_settings
 from fleetserve.config.settings import Settings
-from fleetserve.models.config import DEFAULT_MAX_MODEL_KB
+from fleetserve.models.config import (
+    DEFAULT_MAX_MODEL_KB,
+    DEFAULT_QUANTIZATION,
+    INT4_MIN_UTTERANCES,
+    QUANTIZATION_MODES,
+)
 from fleetserve.models.distill import AUTO_MIN_UTTERANCES, DISTILL_MODES
 from fleetserve.models.objective import DEFAULT_LATENCY_WEIGHT, DEFAULT_SIZE_WEIGHT
 from fleetserve.models.search import STRATEGIES, Strategy
@@ -113,17 +118,29 @@ from fleetserve.models.width import WIDTH_MODES
     help="Search objective: accuracy points a microsecond of batch-1 latency costs.",
 )
 @click.option(
+    "--quantization",
+    type=click.Choice(QUANTIZATION_MODES),
+    default=DEFAULT_QUANTIZATION,
+    show_default=True,
+    help="The table's format (the head is int8). int4 holds about 1.7 times the weights per "
+    "byte, and large bots spend them on a wider table, but costs more CPU per lookup; auto: "
+    f"int4 for bots of {INT4_MIN_UTTERANCES}+ utterances, int8 below. A model the gate "
+    "refuses falls back to int8, then fp32.",
+)
+@click.option(
+    "--quantized-tolerance",
     "--int8-tolerance",
+    "quantized_tolerance",
     type=float,
     default=0.5,
     show_default=True,
-    help="Publish int8 only if it loses at most this many accuracy points to fp32.",
+    help="Publish a quantized model only if it loses at most this many accuracy points to fp32.",
 )
 @click.option(
     "--keep-fp32/--no-keep-fp32",
     default=False,
     show_default=True,
-    help="Keep the fp32 model beside an int8 snapshot, for `fleetserve eval`.",
+    help="Keep the fp32 model beside a quantized snapshot, for `fleetserve eval`.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for folds and training.")
 @click.option(
@@ -160,7 +177,7 @@ def build(
     config = BuildConfig(
         search_budget_s=budget,
         search_strategy=strategy,
-        int8_tolerance_points=options.pop("int8_tolerance"),
+        tolerance_points=options.pop("quantized_tolerance"),
         **options,
     )
     console = Console(stderr=True)
@@ -190,8 +207,9 @@ def build(
     click.echo(
         f"built {summary['built']}, skipped {summary['skipped']}, failed {summary['failed']} "
         f"of {summary['bots']} bots in {summary['wall_seconds']} s "
-        f"(int8 {summary['int8']}, fp32 {summary['fp32']}; median {summary['median_model_bytes']} "
-        f"bytes; median cross-validated accuracy {summary['median_cv_accuracy']}%; "
+        f"(int4 {summary['int4']}, int8 {summary['int8']}, fp32 {summary['fp32']}; "
+        f"median {summary['median_model_bytes']} bytes; "
+        f"median cross-validated accuracy {summary['median_cv_accuracy']}%; "
         f"{summary['conflicts_resolved']} conflicting texts resolved); "
         f"store {settings.store_dir}; report {report}"
     )

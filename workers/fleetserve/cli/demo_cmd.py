@@ -43,7 +43,7 @@ def demo(bots: int, workers: int, questions: int, seed: int, keep_store: Path | 
 
 def answer_table(answers: list[Answer]) -> Table:
     table = Table(
-        title="fleetserve: held-out questions answered by real int8 models",
+        title="fleetserve: held-out questions answered by real quantized models",
         caption="ms: round trip of each question asked alone on a connected client, after a "
         "warm-up round (client start-up and first model loads not included)",
     )

@@ -5,7 +5,7 @@
 from typing import Final, Literal, NotRequired, TypedDict
 
 Stage = Literal["dev", "beta", "real"]
-Quantization = Literal["int8", "fp32"]
+Quantization = Literal["int4", "int8", "fp32"]
 DeploymentAction = Literal["deploy", "promote", "rollback"]
 GuardMetric = Literal["fallback_rate", "mean_confidence", "dead_letter_rate", "inference_ms"]
 Phase = Literal["decode", "route", "load", "infer", "publish"]

@@ -28,7 +28,8 @@ REPLAY_HEADER_PREFIX: Final = "fleetserve_replay-"
 """Headers a replay adds to a query it sends again (deadletters/headers.py names them)."""
 
 MAX_MODEL_KB_LIMIT: Final = 4096.0
-"""The largest int8 size budget (``--max-model-kb``) a build accepts."""
-LARGEST_MODEL_BYTES: Final = int(4 * MAX_MODEL_KB_LIMIT * 1024)
+"""The largest size budget (``--max-model-kb``) a build accepts."""
+LARGEST_MODEL_BYTES: Final = int(8 * MAX_MODEL_KB_LIMIT * 1024)
 """The largest file the factory publishes: the fp32 fallback (4 bytes a weight) of the
-largest int8 budget, when the int8 gate refuses. Workers load at most this by default."""
+largest budget filled at 4 bits a weight (an int4 table; its scales only lower the count),
+when the gate refuses both int4 and int8. Workers load at most this by default."""

@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
@@ -120,17 +121,26 @@ def warm_answers(
     return outcomes
 
 
-def build_fleet(bots: list[BotDefinition], fleet_dir: Path, store_dir: Path, echo: Echo) -> None:
+def build_fleet(
+    bots: list[BotDefinition],
+    fleet_dir: Path,
+    store_dir: Path,
+    echo: Echo,
+    config: BuildConfig | None = None,
+) -> None:
     started = time.perf_counter()
     write_fleet(bots, fleet_dir)
-    results = build_all(find_bots(fleet_dir), BuildConfig(), store_dir, workers=os.cpu_count())
+    results = build_all(
+        find_bots(fleet_dir), config or BuildConfig(), store_dir, workers=os.cpu_count()
+    )
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise FatalError(f"demo bots failed to build: {[(r.bot_id, r.reason) for r in failed]}")
-    int8 = sum(r.quantization == "int8" for r in results)
+    formats = Counter(r.quantization for r in results)
     echo(
-        f"built {len(results)} bots in {time.perf_counter() - started:.1f} s "
-        f"({int8} int8, {len(results) - int8} fp32)"
+        f"built {len(results)} bots in {time.perf_counter() - started:.1f} s ("
+        + ", ".join(f"{formats[name]} {name}" for name in ("int4", "int8", "fp32") if formats[name])
+        + ")"
     )
 
 

@@ -1,4 +1,8 @@
-"""The int8 accuracy gate: publish the quantized model only if it keeps its accuracy."""
+"""The quantization gate: publish a quantized model only if it keeps its accuracy.
+
+The build tries its table format (int4 or int8, ``--quantization``), then int8, then
+publishes fp32; each quantized model is compared with the fp32 weights on the same inputs.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ GATE_COPIES = Distillation(copies=1, word_drop=0.3)
 GATE_SPLIT = "word-dropped copies of the utterances"
 GATE_SAMPLE = 600
 
-Quantization = Literal["int8", "fp32"]
+Quantization = Literal["int4", "int8", "fp32"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class GateResult:
     split: str  # what the two accuracies were measured on
     utterances: int
     accuracy_fp32: float
-    accuracy_int8: float
+    quantized: Quantization  # the quantized model this gate measured
+    accuracy_quantized: float
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,39 +48,42 @@ class GateResult:
 def decide(
     labels: npt.NDArray[np.int64],
     probs_fp32: npt.NDArray[np.float32],
-    probs_int8: npt.NDArray[np.float32],
+    probs_quantized: npt.NDArray[np.float32],
     *,
+    quantized: Quantization = "int8",
     tolerance_points: float,
     split: str,
 ) -> GateResult:
-    """int8 passes when ``accuracy_int8 >= accuracy_fp32 - tolerance_points``."""
+    """The quantized model passes when it scores at least fp32 less ``tolerance_points``."""
     fp32 = accuracy(probs_fp32, labels)
-    int8 = accuracy(probs_int8, labels)
-    passed = int8 >= fp32 - tolerance_points
+    score = accuracy(probs_quantized, labels)
+    passed = score >= fp32 - tolerance_points
     verdict = "within" if passed else "outside"
     reason = (
-        f"int8 {int8:.2f}% vs fp32 {fp32:.2f}% on {split} ({labels.size} utterances): "
-        f"{verdict} the {tolerance_points:g}-point tolerance"
+        f"{quantized} {score:.2f}% vs fp32 {fp32:.2f}% on {split} ({labels.size} "
+        f"utterances): {verdict} the {tolerance_points:g}-point tolerance"
     )
     return GateResult(
         tolerance_points=tolerance_points,
         passed=passed,
-        published="int8" if passed else "fp32",
+        published=quantized if passed else "fp32",
         reason=reason,
         split=split,
         utterances=int(labels.size),
         accuracy_fp32=fp32,
-        accuracy_int8=int8,
+        quantized=quantized,
+        accuracy_quantized=score,
     )
 
 
 def gate_published(
-    int8: InferenceSession,
+    quantized: InferenceSession,
     fp32: ModelWeights,
     data: BotData,
     spec: FeaturizerSpec,
     tolerance_points: float,
     seed: int,
+    quantization: Quantization = "int8",
 ) -> GateResult:
     """:func:`decide` on word-dropped copies of the bot's utterances.
 
@@ -91,7 +99,8 @@ def gate_published(
     return decide(
         labels,
         forward(fp32, features),
-        run_all(int8, features, chunk=256),
+        run_all(quantized, features, chunk=256),
+        quantized=quantization,
         tolerance_points=tolerance_points,
         split=GATE_SPLIT,
     )

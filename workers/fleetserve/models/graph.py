@@ -7,13 +7,21 @@
 
 Labels, the fallback threshold and the featurizer spec ride in ``metadata_props`` so a model
 file alone is enough to serve it (see :mod:`fleetserve.models.metadata`).
+
+A 4-bit table (:class:`PackedTable`) replaces the Gather with onnxruntime's
+``com.microsoft.GatherBlockQuantized``: two weights per byte, low nibble first, stored plus
+8, times one fp32 scale per row (a single block as wide as the row). Its output is the fp32
+rows, so everything after the lookup is the same graph.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -21,15 +29,33 @@ from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 from fleetserve.models.train import ModelWeights
 
 OPSET = 17
+CONTRIB_DOMAIN = "com.microsoft"
 # IR 8 is what onnxruntime releases since 1.14 load; newer IRs add nothing this graph uses.
 IR_VERSION = 8
 
 
-def export_onnx(weights: ModelWeights, metadata: Mapping[str, str]) -> bytes:
-    """Serialize the model; the same weights and metadata always give the same bytes."""
+@dataclass(frozen=True)
+class PackedTable:
+    """A 4-bit table: ``nibbles`` [buckets, ceil(dim / 2)] uint8, ``scales`` [buckets, 1]."""
+
+    nibbles: npt.NDArray[np.uint8]
+    scales: npt.NDArray[np.float32]
+    dim: int
+
+
+def export_onnx(
+    weights: ModelWeights, metadata: Mapping[str, str], table: PackedTable | None = None
+) -> bytes:
+    """Serialize the model; the same weights and metadata always give the same bytes.
+
+    ``table``: store this 4-bit table instead of ``weights.table``.
+    """
+    opsets = [helper.make_opsetid("", OPSET)]
+    if table is not None:
+        opsets.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
     model = helper.make_model(
-        _graph(weights),
-        opset_imports=[helper.make_opsetid("", OPSET)],
+        _graph(weights, table),
+        opset_imports=opsets,
         producer_name="fleetserve",
         ir_version=IR_VERSION,
     )
@@ -56,10 +82,38 @@ def without_metadata(model_bytes: bytes, keys: set[str]) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def _graph(weights: ModelWeights) -> onnx.GraphProto:
+def _lookup(weights: ModelWeights, table: PackedTable | None) -> tuple[Any, list[Any]]:
+    if table is None:
+        node = helper.make_node("Gather", ["table", INPUT_IDS], ["rows"], name="lookup")
+        stored = np.ascontiguousarray(weights.table, np.float32)
+        return node, [numpy_helper.from_array(stored, "table")]
+    node = helper.make_node(
+        "GatherBlockQuantized",
+        ["table", INPUT_IDS, "table_scales"],
+        ["rows"],
+        name="lookup",
+        domain=CONTRIB_DOMAIN,
+        gather_axis=0,
+        quantize_axis=1,
+        block_size=block_size(table.dim),
+        bits=4,
+    )
+    return node, [
+        numpy_helper.from_array(np.ascontiguousarray(table.nibbles), "table"),
+        numpy_helper.from_array(np.ascontiguousarray(table.scales, np.float32), "table_scales"),
+    ]
+
+
+def block_size(dim: int) -> int:
+    """One quantization block per row: the operator takes powers of two from 16 up."""
+    return max(16, 1 << (dim - 1).bit_length())
+
+
+def _graph(weights: ModelWeights, table: PackedTable | None) -> onnx.GraphProto:
     hidden = "pooled"
+    lookup, table_initializers = _lookup(weights, table)
     nodes = [
-        helper.make_node("Gather", ["table", INPUT_IDS], ["rows"], name="lookup"),
+        lookup,
         helper.make_node("Unsqueeze", [INPUT_WEIGHTS, "axis_2"], ["weights_3d"], name="expand"),
         helper.make_node("Mul", ["rows", "weights_3d"], ["weighted"], name="weigh"),
         helper.make_node("ReduceSum", ["weighted", "axis_1"], ["pooled"], keepdims=0, name="pool"),
@@ -73,7 +127,7 @@ def _graph(weights: ModelWeights) -> onnx.GraphProto:
         helper.make_node("Softmax", ["logits"], [OUTPUT_PROBS], axis=-1, name="normalize"),
     ]
     initializers = [
-        numpy_helper.from_array(np.ascontiguousarray(weights.table, np.float32), "table"),
+        *table_initializers,
         numpy_helper.from_array(np.ascontiguousarray(weights.head, np.float32), "head"),
         numpy_helper.from_array(np.ascontiguousarray(weights.bias, np.float32), "bias"),
         numpy_helper.from_array(np.array([1], np.int64), "axis_1"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_SIZE_WEIGHT = 0.005  # points per KB of int8 file
+DEFAULT_SIZE_WEIGHT = 0.005  # points per KB of quantized file
 DEFAULT_LATENCY_WEIGHT = 0.01  # points per microsecond of a batch-1 run
 
 

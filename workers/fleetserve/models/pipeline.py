@@ -2,7 +2,8 @@
 
 size the base configuration to the cap -> k-fold cross-validation (and a search, if asked)
 chooses the configuration and measures it -> refit on every utterance -> export fp32 ->
-quantize int8 -> accuracy gate -> fallback threshold from the out-of-fold confidences ->
+quantize (int4 table, else int8) behind the accuracy gate -> fallback threshold from the
+out-of-fold confidences ->
 embed it in the file. Pure apart from onnxruntime running in memory (and the quantizer's
 private temp directory).
 """
@@ -20,18 +21,27 @@ import numpy.typing as npt
 
 from fleetserve.errors import BotInputError
 from fleetserve.models.calibrate import CalibrationOptions, calibrate_threshold, fallback_metrics
-from fleetserve.models.config import DEFAULT_MAX_MODEL_KB, ModelConfig
+from fleetserve.models.config import (
+    DEFAULT_MAX_MODEL_KB,
+    DEFAULT_QUANTIZATION,
+    QUANTIZATION,
+    ModelConfig,
+    QuantizationMode,
+    TableFormat,
+    table_format,
+)
 from fleetserve.models.data import BotData
 from fleetserve.models.distill import Distillation, DistillMode, distills, fit
 from fleetserve.models.evaluate import latency_us
+from fleetserve.models.featurize import FeaturizerSpec
 from fleetserve.models.folds import plan_folds
-from fleetserve.models.gate import Quantization, gate_published
+from fleetserve.models.gate import GateResult, Quantization, gate_published
 from fleetserve.models.graph import export_onnx, with_metadata
 from fleetserve.models.metadata import KEY_THRESHOLD, encode_metadata, threshold_text
-from fleetserve.models.quantize import quantize_int8
+from fleetserve.models.quantize import quantize_int4, quantize_int8
 from fleetserve.models.runtime import InferenceSession, new_session
 from fleetserve.models.search import SearchOptions, SearchResult, search
-from fleetserve.models.sizing import fit_to_cap, width_for_cap
+from fleetserve.models.sizing import default_width, fit_to_cap
 from fleetserve.models.train import ModelWeights
 from fleetserve.models.width import WidthMode, selects_width
 
@@ -46,11 +56,13 @@ Pair = tuple[str, str]
 class BuildOptions:
     search: SearchOptions = field(default_factory=SearchOptions)
     max_model_kb: float = DEFAULT_MAX_MODEL_KB
+    # The table format tried first (int8, then fp32, if the gate refuses it).
+    quantization: QuantizationMode = DEFAULT_QUANTIZATION
     base_params: Mapping[str, Any] | None = None  # overrides of the family's defaults
     distill: DistillMode = "auto"
     width: WidthMode = "off"  # compare table widths by CV (models/width.py)
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
-    int8_tolerance_points: float = 0.5
+    tolerance_points: float = 0.5  # accuracy a quantized model may lose to fp32
     folds: int | None = None  # None: sized to the bot (models/folds.py)
     keep_fp32: bool = False
     seed: int = 0
@@ -58,7 +70,7 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class BuiltModel:
-    model_bytes: bytes  # the ONNX file to publish (int8 or fp32)
+    model_bytes: bytes  # the ONNX file to publish (int4, int8 or fp32)
     quantization: Quantization
     labels: tuple[str, ...]
     fallback_threshold: float
@@ -66,7 +78,7 @@ class BuiltModel:
     params: Mapping[str, Any]  # the chosen hyper-parameters, plus the search's trials
     metrics: Mapping[str, Any]
     gate: Mapping[str, Any]
-    fp32_bytes: bytes | None = None  # kept when asked and int8 was published
+    fp32_bytes: bytes | None = None  # kept when asked and a quantized model was published
 
 
 def build_model(
@@ -93,12 +105,11 @@ def build_model(
     refit_seconds = time.perf_counter() - refit_started
     spec = chosen.featurizer
     params = {**chosen.to_params(), "seed": options.seed, "distill": distillation is not None}
-    fp32 = export_onnx(weights, encode_metadata(data.label_names, 0.0, spec, params))
-    models: dict[Quantization, bytes] = {"fp32": fp32, "int8": quantize_int8(fp32)}
-    int8_session = new_session(models["int8"])
-    gate = gate_published(
-        int8_session, weights, data, spec, options.int8_tolerance_points, options.seed
+    metadata = encode_metadata(data.label_names, 0.0, spec, params)
+    models, gates, sessions = _quantized(
+        weights, metadata, data, spec, options, chosen.quantization
     )
+    gate = gates[-1]
     cv = found.best.cv
     in_confidence = cv.oof_probs.max(axis=1)
     in_correct = cv.oof_probs.argmax(axis=1) == data.labels
@@ -112,20 +123,15 @@ def build_model(
         "cv_folds": len(folds),
         "cv_fold_accuracies": list(cv.fold_accuracies),
         "accuracy_note": "cross-validated: pooled out-of-fold predictions of fp32 fold models",
-        "int8_delta_points": gate.accuracy_int8 - gate.accuracy_fp32,
+        "quantized_delta_points": gate.accuracy_quantized - gate.accuracy_fp32,
         **fallback_metrics(in_confidence, in_correct, oos_confidence, calibration.threshold),
         "calibration_source": calibration.source,
         "calibration_options": {
             "quantile": options.calibration.quantile,
             "target_oos_recall": options.calibration.target_oos_recall,
         },
-        **_latency(
-            int8_session if published == "int8" else new_session(models["fp32"]),
-            spec,
-            data.texts,
-        ),
-        "model_bytes_fp32": len(models["fp32"]),
-        "model_bytes_int8": len(models["int8"]),
+        **_latency(sessions.get(published) or new_session(models["fp32"]), spec, data.texts),
+        **{f"model_bytes_{name}": len(model) for name, model in models.items()},
         "search": found.record(),
         "refit_seconds": refit_seconds,
         "build_seconds": time.perf_counter() - started,
@@ -143,9 +149,45 @@ def build_model(
         featurizer=spec.to_dict(),
         params={**params, "trials": _trials(found)},
         metrics=metrics,
-        gate=gate.record(),
+        gate={**gate.record(), "tried": [g.reason for g in gates]},
         fp32_bytes=_kept_fp32(models, published, calibration.threshold, options.keep_fp32),
     )
+
+
+def _quantized(
+    weights: ModelWeights,
+    metadata: Mapping[str, str],
+    data: BotData,
+    spec: FeaturizerSpec,
+    options: BuildOptions,
+    first: TableFormat,
+) -> tuple[dict[Quantization, bytes], list[GateResult], dict[Quantization, InferenceSession]]:
+    """fp32 and each quantized file tried, with the gates and sessions, until one passes.
+
+    The fallback from int4 is int8 (twice the table's bytes, over the cap), then fp32.
+    """
+    models: dict[Quantization, bytes] = {"fp32": export_onnx(weights, metadata)}
+    gates: list[GateResult] = []
+    sessions: dict[Quantization, InferenceSession] = {}
+    for quantization in ("int4", "int8") if first == "int4" else ("int8",):
+        if quantization == "int4":
+            models["int4"] = quantize_int4(weights, metadata)
+        else:
+            models["int8"] = quantize_int8(models["fp32"])
+        sessions[quantization] = new_session(models[quantization])
+        gate = gate_published(
+            sessions[quantization],
+            weights,
+            data,
+            spec,
+            options.tolerance_points,
+            options.seed,
+            quantization,
+        )
+        gates.append(gate)
+        if gate.passed:
+            break
+    return models, gates, sessions
 
 
 def _refit(
@@ -201,11 +243,12 @@ def encode(utterances: Sequence[Pair], out_of_scope: Sequence[str] = ()) -> BotD
 def _base_config(data: BotData, options: BuildOptions) -> ModelConfig:
     params = dict(options.base_params or {})
     params.setdefault("max_model_kb", options.max_model_kb)
+    params.setdefault(QUANTIZATION, table_format(options.quantization, len(data.texts)))
     config = ModelConfig.from_params(params)
     if "buckets" in params:  # an explicit shape is taken as given
         return config
     if "dim" not in params:
-        config = config.with_params({"dim": width_for_cap(config.max_model_kb)})
+        config = config.with_params({"dim": default_width(config, data)})
     return fit_to_cap(config, data.n_classes, data)
 
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from fleetserve.errors import ConfigError
 from fleetserve.models import width as width_policy
-from fleetserve.models.config import ModelConfig, overhead_bytes
+from fleetserve.models.config import ModelConfig, rows_under_cap
 from fleetserve.models.crossval import CvResult, FoldReport, cross_validate
 from fleetserve.models.data import BotData
 from fleetserve.models.distill import Distillation
@@ -180,7 +180,8 @@ def search(
 
 
 def _with(base: ModelConfig, params: Mapping[str, Any]) -> ModelConfig:
-    kept = {k: v for k, v in params.items() if k not in ("max_model_kb", "seed")}
+    """``base`` with another bot's parameters, but this bot's cap and table format."""
+    kept = {k: v for k, v in params.items() if k not in ("max_model_kb", "seed", "quantization")}
     return base.with_params(kept)
 
 
@@ -250,7 +251,7 @@ def _optuna(run: _Evaluator, base: ModelConfig) -> str:
     )
     for trial in list(run.trials):  # the base and warm starts seed the sampler's model
         dim = trial["params"]["dim"]
-        _tell(study, trial, _max_buckets(run.data, base.max_model_kb, dim))
+        _tell(study, trial, _max_buckets(run.data, base, dim))
     study.optimize(
         _objective(run, base),
         timeout=max(0.0, run.options.budget_s - run.elapsed()),
@@ -270,9 +271,10 @@ def _sampler(strategy: Strategy, seed: int) -> Any:
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
 
 
-def _max_buckets(data: BotData, max_model_kb: float, dim: int) -> int:
-    overhead = overhead_bytes(data.n_classes, dim, data.label_bytes)
-    return int((max_model_kb * 1024 - overhead) // dim)
+def _max_buckets(data: BotData, base: ModelConfig, dim: int) -> int:
+    return rows_under_cap(
+        base.max_model_kb, data.n_classes, dim, base.quantization, data.label_bytes
+    )
 
 
 def _tell(study: Any, trial: Mapping[str, Any], allowed: int) -> None:
@@ -304,7 +306,7 @@ def _objective(run: _Evaluator, base: ModelConfig) -> Callable[[Any], float]:
     def objective(trial: Any) -> float:
         params = suggest(trial)
         fill = params.pop("table_fill")
-        allowed = _max_buckets(run.data, base.max_model_kb, params["dim"])
+        allowed = _max_buckets(run.data, base, params["dim"])
         if allowed < 256:
             raise optuna.TrialPruned  # this width leaves no room for a table under the cap
         config = base.with_params({**params, "buckets": buckets_for(fill, allowed)})
