@@ -5,9 +5,10 @@ Run: python bench/components/hotpath_bench.py [--bots 1000] [--pass-size 500]
          [--out bench/results/hotpath.json]
 
 The real ``BatchProcessor`` of a worker (its model cache, real ONNX snapshots of the bench
-fleet, int8 tables at its sizes by default, the reply encoding and the per-bot statistics' facts)
-answers passes of records built the way the bench's load generator builds them (query v1
-bytes, keyed by bot, Zipf s = 1.1 or uniform over the active bots). CPU time is the process's own
+fleet, built with ``--quantization`` as given: ``auto`` keeps these small bots int8; the
+reply encoding and the per-bot statistics' facts) answers passes of records built the way
+the bench's load generator builds them (query v1 bytes, keyed by bot, Zipf s = 1.1 or
+uniform over the active bots). CPU time is the process's own
 (``time.process_time``), so other jobs on the machine do not inflate it; only Kafka's
 consume, produce and commit are left out (the end-to-end bench has them). ``--profile``
 adds a cProfile breakdown by stage of one run.

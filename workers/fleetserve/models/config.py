@@ -25,6 +25,7 @@ DEFAULT_MAX_MODEL_KB = 150.0
 # onnxruntime unpacks it on every lookup: "auto" gives it to large bots, where the extra
 # capacity pays (docs/architecture.md, decisions).
 TableFormat = Literal["int4", "int8"]
+TABLE_FORMATS: tuple[TableFormat, ...] = get_args(TableFormat)
 QuantizationMode = Literal["auto", "int4", "int8"]
 QUANTIZATION_MODES: tuple[QuantizationMode, ...] = get_args(QuantizationMode)
 QUANTIZATION = "quantization"
@@ -70,8 +71,8 @@ class ModelConfig:
         if not 0 < max_kb <= MAX_MODEL_KB_LIMIT:
             raise ConfigError(f"max_model_kb must be in (0, {MAX_MODEL_KB_LIMIT:g}], got {max_kb}")
         quantization = params.get(QUANTIZATION, self.quantization)
-        if quantization not in ("int4", "int8"):
-            raise ConfigError(f"quantization must be int4 or int8, got {quantization!r}")
+        if quantization not in TABLE_FORMATS:
+            raise ConfigError(f"quantization must be one of {TABLE_FORMATS}, got {quantization!r}")
         try:
             return ModelConfig(
                 replace(self.featurizer, **featurizer),

@@ -50,7 +50,7 @@ def decide(
     probs_fp32: npt.NDArray[np.float32],
     probs_quantized: npt.NDArray[np.float32],
     *,
-    quantized: Quantization = "int8",
+    quantized: Quantization,
     tolerance_points: float,
     split: str,
 ) -> GateResult:
@@ -83,7 +83,7 @@ def gate_published(
     spec: FeaturizerSpec,
     tolerance_points: float,
     seed: int,
-    quantization: Quantization = "int8",
+    quantization: Quantization,
 ) -> GateResult:
     """:func:`decide` on word-dropped copies of the bot's utterances.
 

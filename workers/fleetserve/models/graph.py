@@ -36,11 +36,14 @@ IR_VERSION = 8
 
 @dataclass(frozen=True)
 class PackedTable:
-    """A 4-bit table: ``nibbles`` [buckets, ceil(dim / 2)] uint8, ``scales`` [buckets, 1]."""
+    """A 4-bit table: ``nibbles`` [buckets, dim / 2] uint8, ``scales`` [buckets, 1]."""
 
     nibbles: npt.NDArray[np.uint8]
     scales: npt.NDArray[np.float32]
-    dim: int
+
+    @property
+    def dim(self) -> int:
+        return 2 * int(self.nibbles.shape[1])
 
 
 def export_onnx(

@@ -64,7 +64,7 @@ def pack_int4(table: F32) -> PackedTable:
     safe = np.where(scales > 0, scales, np.float32(1))
     codes = (np.clip(np.rint(table / safe), -INT4_LEVELS, INT4_LEVELS) + 8).astype(np.uint8)
     nibbles = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
-    return PackedTable(nibbles, scales, dim)
+    return PackedTable(nibbles, scales)
 
 
 def _row_scales(table: F32) -> F32:
