@@ -10,7 +10,7 @@ import weakref
 import pytest
 
 from fleetserve.cache.model import LoadedModel
-from fleetserve.cache.reaper import Reaper
+from fleetserve.cache.reaper import TRIM_SHARE, Reaper
 from support.bots import BotFactory, BuiltBots
 from support.cache import WAIT_S, WrappingLoader, make_cache, use
 
@@ -138,3 +138,26 @@ def test_reaper_trims_the_heap_after_frees_at_a_bounded_rate() -> None:
         reaper.close()
     assert 1 <= len(trims) <= 3, trims
     assert all(b - a >= 0.05 for a, b in itertools.pairwise(trims))
+
+
+def test_a_slow_trim_spaces_out_the_next_ones() -> None:
+    """A trim that took t waits t / TRIM_SHARE before the next: a fragmented heap makes
+    malloc_trim slow, and every allocation in the arena waits while it runs."""
+    trims: list[float] = []
+
+    def slow_trim() -> None:
+        trims.append(time.monotonic())
+        time.sleep(0.02)
+
+    reaper = Reaper(trim=slow_trim, trim_interval_s=0.005)
+    try:
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:
+            reaper.drop([object()])  # type: ignore[list-item]
+            time.sleep(0.002)
+    finally:
+        reaper.close()
+    assert trims
+    gaps = [b - a for a, b in itertools.pairwise(trims)]
+    assert all(gap >= 0.02 / TRIM_SHARE for gap in gaps), gaps
+    assert len(trims) <= 2

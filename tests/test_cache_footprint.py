@@ -8,6 +8,7 @@ import pytest
 
 from fleetserve.cache.footprint import (
     MIN_SAMPLES,
+    PROBE_SHARE,
     PYTHON_BYTES,
     FootprintMeter,
     prior_estimate,
@@ -103,3 +104,45 @@ def test_real_sessions_are_measured_near_the_calibrated_estimate(built: BuiltBot
         estimate = prior_estimate(size)
         assert 0.5 * estimate <= model.footprint_bytes - PYTHON_BYTES <= 2 * estimate
     assert 0.5 < meter.scale < 2
+
+
+class SlowHeap(FakeHeap):
+    """A heap whose probe takes ``probe_s`` of a fake clock, as a fragmented glibc heap does."""
+
+    def __init__(self, probe_s: float) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.probe_s = probe_s
+        self.probes = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self) -> int:
+        self.now += self.probe_s
+        self.probes += 1
+        return self.used
+
+
+@pytest.mark.parametrize(("probe_s", "measured_share"), [(10e-6, 1.0), (0.01, 0.005)])
+def test_probes_are_rationed_to_a_share_of_load_time(probe_s: float, measured_share: float) -> None:
+    """Cheap probes measure every load; probes slower than the loads themselves run on at
+    most PROBE_SHARE of the time loading takes, and the loads between them are estimated."""
+    heap = SlowHeap(probe_s)
+    meter = FootprintMeter(heap, clock=heap.clock)
+
+    def build() -> None:
+        heap.now += 0.002  # a 2 ms load
+        heap.used += 250_000
+
+    for _ in range(MIN_SAMPLES):
+        assert meter.measure(140_000, build)[1].measured  # calibration is never rationed
+    loads, probes_before, started = 2_000, heap.probes, heap.now
+    footprints = [meter.measure(140_000, build)[1] for _ in range(loads)]
+    share = sum(f.measured for f in footprints) / loads
+    assert share == pytest.approx(measured_share, abs=0.002)
+    probe_time = (heap.probes - probes_before) * probe_s
+    assert probe_time <= PROBE_SHARE * (heap.now - started) + 2 * probe_s
+    # Every load is still counted, at the calibrated estimate when it was not measured.
+    assert {f.bytes for f in footprints if not f.measured} <= {meter.estimate(140_000)}
+    assert meter.measured + meter.estimated == MIN_SAMPLES + loads

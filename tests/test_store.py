@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from fleetserve.errors import ArtifactError
-from fleetserve.store.base import MANIFEST_FILE, MODEL_FILE, sha256_hex, version_for
+from fleetserve.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing, ArtifactTooLarge
+from fleetserve.store.base import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SnapshotRequest,
+    sha256_hex,
+    version_for,
+)
 from fleetserve.store.local import LocalDirectoryStore
 
 # The store treats a model as opaque bytes; the real ONNX path is covered by the builder tests.
@@ -87,3 +93,23 @@ def test_build_keys_point_at_existing_snapshots_only(tmp_path: Path) -> None:
     store.record_build("bank", "k2", "deadbeefdeadbeef")
     assert store.built_version("bank", "k2") is None, "a key to a vanished snapshot means rebuild"
     assert store.bots() == ["bank"]
+
+
+def test_a_snapshot_is_read_whole_with_one_manifest_and_checked_first(tmp_path: Path) -> None:
+    """read_snapshot (a worker's miss): a manifest naming other bytes, or declaring more than
+    the cap, is refused before the model file is opened; the bytes are then checked too."""
+    store = LocalDirectoryStore(tmp_path)
+    ref = store.put_snapshot("bank", MODEL, {"labels": ["a"]})
+    snapshot = store.read_snapshot(SnapshotRequest("bank", ref.version, ref.sha256))
+    assert snapshot.model == MODEL
+    assert snapshot.manifest["labels"] == ["a"]
+    (tmp_path / "bank" / ref.version / MODEL_FILE).unlink()  # any read of it would fail
+    with pytest.raises(ArtifactCorrupt, match="the deployment says 00"):
+        store.read_snapshot(SnapshotRequest("bank", ref.version, "00" * 32))
+    with pytest.raises(ArtifactTooLarge, match=f"is {len(MODEL)} bytes"):
+        store.read_snapshot(SnapshotRequest("bank", ref.version, ref.sha256, max_bytes=4))
+    with pytest.raises(ArtifactMissing, match=f"has no {MODEL_FILE}"):
+        store.read_snapshot(SnapshotRequest("bank", ref.version, ref.sha256))
+    (tmp_path / "bank" / ref.version / MODEL_FILE).write_bytes(b"tampered")
+    with pytest.raises(ArtifactCorrupt, match="changed after publishing"):
+        store.read_snapshot(SnapshotRequest("bank", ref.version, ref.sha256))

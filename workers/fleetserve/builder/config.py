@@ -23,7 +23,8 @@ from fleetserve.models.width import WidthMode
 # 2: cross-validated selection, refit on every utterance, size-fitted tables, conflict policy.
 # 3: the training kernel's dropout draws changed (models differ for the same seed).
 # 4: int4 tables for large bots by default, sized to the cap at their own bytes per row.
-BUILD_RECIPE = 4
+# 5: quantized graphs ship optimized by onnxruntime (models/optimize.py) and load without it.
+BUILD_RECIPE = 5
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,13 @@ allocates about 20 KiB per session that stays). What had to be fixed to make it 
   and then built one measured 16 KiB (6 %) too little: sessions are freed on the reaper's
   thread, and a measurement that overlaps a free is not trusted.
 
+The probe is not free: ``mallinfo2`` walks every free chunk of every arena under that
+arena's lock, so its cost follows the heap's fragmentation, not its size. Measured with
+10,000 int8 sessions resident: 15 us with nothing freed, 150-220 ms after 5,000 of them
+were freed (``bench/components/session_memory_bench.py --probe``), while it blocks every
+allocation in the arena it walks. So once calibrated, probes are rationed: they may take at
+most ``PROBE_SHARE`` of the time spent loading, and the loads between them are estimated.
+
 The heap is process-wide, so a measurement is trusted only when no other load or free
 overlapped it. Otherwise (and without glibc) the entry gets the estimate
 ``scale * (BASE_BYTES + PER_MODEL_BYTE * size)``: the line through the int8 and fp32 means,
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +72,8 @@ SCALE_BOUNDS = (0.25, 4.0)
 MIN_SAMPLES = 8
 """Trusted measurements before the calibration is used: a process's first session also
 pays onnxruntime's one-time allocations and must not set the scale alone."""
+PROBE_SHARE = 0.05
+"""Once calibrated, heap probes take at most this share of the time loads take."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +100,27 @@ class FootprintMeter:
     measurement began before it ended.
     """
 
-    def __init__(self, probe: HeapProbe | None = None, *, use_glibc: bool = True) -> None:
+    def __init__(
+        self,
+        probe: HeapProbe | None = None,
+        *,
+        use_glibc: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._probe = probe if probe is not None else (glibc_heap_probe() if use_glibc else None)
+        self._clock = clock
         self._lock = threading.Lock()
         self._active = 0
         self._epoch = 0
         self._measured_sum = 0.0
         self._prior_sum = 0.0
+        self._probe_seconds = 0.0  # the last probe's cost
+        self._credit_seconds = 0.0  # probe time earned by loads, capped at one measurement
         self.measured = 0
         """Footprints taken from a trusted heap measurement."""
         self.estimated = 0
-        """Footprints that fell back to the estimate (overlapping loads, no probe)."""
+        """Footprints that fell back to the estimate (overlapping loads, rationed probes, no
+        probe)."""
 
     @property
     def scale(self) -> float:
@@ -113,24 +133,53 @@ class FootprintMeter:
 
     def measure(self, model_size: int, build: Callable[[], T]) -> tuple[T, Footprint]:
         """Run ``build`` (which creates the session) and say what it cost the process."""
-        probe = self._probe
         with self._lock:
             self._active += 1
             self._epoch += 1
             epoch, alone = self._epoch, self._active == 1
-        before = probe() if probe is not None else 0
+            probing = alone and self._may_probe_locked()
+        started = self._clock()
+        before = self._timed_probe() if probing else 0
         try:
             result = build()
-            after = probe() if probe is not None else 0
+            after = self._timed_probe() if probing else 0
         finally:
+            elapsed = self._clock() - started
             with self._lock:
                 self._active -= 1
                 alone = alone and self._epoch == epoch
-        if probe is None or not alone:
+                self._earn_locked(elapsed)
+        if not (probing and alone):
             with self._lock:
                 self.estimated += 1
             return result, Footprint(self.estimate(model_size), measured=False)
         return result, Footprint(self._record(model_size, after - before), measured=True)
+
+    def _may_probe_locked(self) -> bool:
+        if self._probe is None:
+            return False
+        if self.measured < MIN_SAMPLES:
+            return True
+        cost = 2 * self._probe_seconds
+        if self._credit_seconds < cost:
+            return False
+        self._credit_seconds -= cost
+        return True
+
+    def _earn_locked(self, load_seconds: float) -> None:
+        # Capped at one measurement's cost: a run of cheap probes must not bank credit for
+        # a burst of expensive ones once the heap fragments.
+        earned = self._credit_seconds + PROBE_SHARE * load_seconds
+        self._credit_seconds = min(earned, 2 * self._probe_seconds)
+
+    def _timed_probe(self) -> int:
+        assert self._probe is not None
+        started = self._clock()
+        value = self._probe()
+        cost = self._clock() - started
+        with self._lock:
+            self._probe_seconds = cost
+        return value
 
     @contextmanager
     def freeing(self) -> Iterator[None]:

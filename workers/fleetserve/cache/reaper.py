@@ -9,8 +9,13 @@ destructor off the batch's path, and each free is announced to the footprint met
 measurement it overlaps falls back to the estimate.
 
 Why trim: freed sessions leave holes in the heap that RSS still counts. ``malloc_trim(0)``
-hands whole free pages back (about 1 ms with a few hundred MB of heap), at most every
-``TRIM_INTERVAL_S``, on this thread, never under the cache's lock.
+hands whole free pages back, on this thread, never under the cache's lock. It walks every
+free chunk under each arena's lock, so its cost follows fragmentation: about 1 ms with a
+few hundred MB of heap, 240-530 ms with 5,000 of 10,000 sessions freed (measured by
+``bench/components/session_memory_bench.py --probe``), and meanwhile allocations in that
+arena wait. So trims run at most every ``TRIM_INTERVAL_S`` and take at most
+``TRIM_SHARE`` of the wall time: after a trim that took ``t``, the next waits ``t /
+TRIM_SHARE``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from fleetserve.cache.heap import glibc_trim
 from fleetserve.cache.model import LoadedModel
 
 TRIM_INTERVAL_S = 0.1
+TRIM_SHARE = 0.05
 
 
 class Reaper:
@@ -34,6 +40,7 @@ class Reaper:
         *,
         trim: Callable[[], None] | None = None,
         trim_interval_s: float = TRIM_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._meter = meter
         self._trim = trim
@@ -41,7 +48,8 @@ class Reaper:
         self._queue: queue.SimpleQueue[list[LoadedModel] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._last_trim = 0.0
+        self._clock = clock
+        self._next_trim = 0.0
 
     def drop(self, models: list[LoadedModel]) -> None:
         """Hand over the cache's last references to ``models``; never blocks."""
@@ -86,9 +94,10 @@ class Reaper:
                 owed = not self._maybe_trim(trim)
 
     def _maybe_trim(self, trim: Callable[[], None]) -> bool:
-        now = time.monotonic()
-        if now - self._last_trim < self._trim_interval_s:
+        started = self._clock()
+        if started < self._next_trim:
             return False
-        self._last_trim = now
         trim()
+        took = self._clock() - started
+        self._next_trim = started + max(self._trim_interval_s, took / TRIM_SHARE)
         return True

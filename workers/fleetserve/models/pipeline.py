@@ -38,6 +38,7 @@ from fleetserve.models.folds import plan_folds
 from fleetserve.models.gate import GateResult, Quantization, gate_published
 from fleetserve.models.graph import export_onnx, with_metadata
 from fleetserve.models.metadata import KEY_THRESHOLD, encode_metadata, threshold_text
+from fleetserve.models.optimize import optimized_session
 from fleetserve.models.quantize import quantize_int4, quantize_int8
 from fleetserve.models.runtime import InferenceSession, new_session
 from fleetserve.models.search import SearchOptions, SearchResult, search
@@ -170,11 +171,12 @@ def _quantized(
     gates: list[GateResult] = []
     sessions: dict[Quantization, InferenceSession] = {}
     for quantization in ("int4", "int8") if first == "int4" else ("int8",):
-        if quantization == "int4":
-            models["int4"] = quantize_int4(weights, metadata)
-        else:
-            models["int8"] = quantize_int8(models["fp32"])
-        sessions[quantization] = new_session(models[quantization])
+        quantized = (
+            quantize_int4(weights, metadata)
+            if quantization == "int4"
+            else quantize_int8(models["fp32"])
+        )
+        sessions[quantization], models[quantization] = optimized_session(quantized)
         gate = gate_published(
             sessions[quantization],
             weights,

@@ -21,7 +21,9 @@ from fleetserve.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing, A
 from fleetserve.store.base import (
     MANIFEST_FILE,
     MODEL_FILE,
+    Snapshot,
     SnapshotRef,
+    SnapshotRequest,
     sha256_hex,
     version_for,
 )
@@ -86,7 +88,27 @@ class LocalDirectoryStore:
         return manifest
 
     def read_model(self, bot_id: str, version: str, max_bytes: int | None = None) -> bytes:
+        return self._checked_model(bot_id, version, self.read_manifest(bot_id, version), max_bytes)
+
+    def read_snapshot(self, request: SnapshotRequest) -> Snapshot:
+        """Manifest and bytes for a deployment, the manifest read once (a worker's miss)."""
+        bot_id, version = request.bot_id, request.version
         manifest = self.read_manifest(bot_id, version)
+        # Both refused before the model file is read.
+        stored = manifest.get("model", {}).get("sha256")
+        if stored != request.sha256:
+            raise ArtifactCorrupt(
+                f"snapshot {request.key}: the store's manifest has sha256 {stored}, "
+                f"the deployment says {request.sha256}"
+            )
+        size = manifest.get("model", {}).get("size_bytes")
+        if request.max_bytes is not None and isinstance(size, int) and size > request.max_bytes:
+            raise ArtifactTooLarge(f"snapshot {request.key} is {size} bytes")
+        return Snapshot(manifest, self._checked_model(bot_id, version, manifest, request.max_bytes))
+
+    def _checked_model(
+        self, bot_id: str, version: str, manifest: Mapping[str, Any], max_bytes: int | None
+    ) -> bytes:
         path = self.snapshot_dir(bot_id, version) / MODEL_FILE
         try:
             with path.open("rb") as file:
