@@ -36,8 +36,8 @@ def headline_rows(results: Mapping[str, Mapping[str, Any]]) -> list[Row]:
     rows += throughput_rows(results.get("throughput"))
     rows += latency_rows(results.get("latency"))
     rows += scaling_rows(results.get("scaling"))
-    rows += [(*row, verdict(None)) for row in density_rows(results.get("density"))]
-    rows += [(*row, verdict(None)) for row in rebalance_rows(results.get("rebalance"))]
+    rows += density_rows(results.get("density"))
+    rows += rebalance_rows(results.get("rebalance"))
     return rows
 
 
@@ -102,38 +102,43 @@ def scaling_rows(scaling: Mapping[str, Any] | None) -> list[Row]:
     ]
 
 
-def density_rows(density: Mapping[str, Any] | None) -> list[tuple[str, str, str]]:
+def density_rows(density: Mapping[str, Any] | None) -> list[Row]:
     if not density:
         return []
     variants = {v["variant"]: v for v in density["variants"]}
-    rows: list[tuple[str, str, str]] = []
+    rows: list[Row] = []
     fits = variants.get("fits")
     if fits:
         peak = max(fits["rss"]["peak_bytes"], default=0)
         rows.append((f"RSS, {fits['bots']:,} bots resident in one worker", f"{peak / 1e9:.2f} GB",
-                     "<= 3 GB"))  # fmt: skip
+                     "<= 3 GB", verdict(0 < peak <= 3e9)))  # fmt: skip
         cold = fits["cache"]["cold_load_ms"]
-        measured = f"{cold.get('p50') or 0:.1f} / {cold.get('p99') or 0:.1f} ms"
-        rows.append(("cold load p50 / p99 (histogram estimate)", measured, "p99 <= 10 ms"))
+        p99 = cold.get("p99")
+        measured = f"{cold.get('p50') or 0:.1f} / {p99 or 0:.1f} ms"
+        rows.append(("cold load p50 / p99 (histogram estimate)", measured, "p99 <= 10 ms",
+                     verdict(None if p99 is None else p99 <= 10)))  # fmt: skip
     churn = variants.get("churn")
     if churn:
         cache = churn["cache"]
         measured = f"{cache['hit_rate']:.0%} / {cache['evictions_per_s']:,.0f}"
         what = f"churn: {churn['model_memory']}/worker, hit rate / evictions/s"
-        rows.append((what, measured, "-"))
-        rows.append(("churn: replies/s", f"{churn['replies_per_s']:,.0f}", "-"))
+        rows.append((what, measured, "-", verdict(None)))
+        rows.append(("churn: replies/s", f"{churn['replies_per_s']:,.0f}", "-", verdict(None)))
     return rows
 
 
-def rebalance_rows(rebalance: Mapping[str, Any] | None) -> list[tuple[str, str, str]]:
+def rebalance_rows(rebalance: Mapping[str, Any] | None) -> list[Row]:
     if not rebalance:
         return []
     outcomes = rebalance["outcomes"]
-    rows = [("rebalance: unanswered / duplicated",
-             f"{outcomes['unanswered']} / {outcomes['duplicated']}", "0 / 0")]  # fmt: skip
+    exact = outcomes["unanswered"] == 0 and outcomes["duplicated"] == 0
+    rows: list[Row] = [("rebalance: unanswered / duplicated",
+                        f"{outcomes['unanswered']} / {outcomes['duplicated']}", "0 / 0",
+                        verdict(exact))]  # fmt: skip
     for event in rebalance["events"]:
-        rows.append((f"rebalance: {event['event']} pause of moved partitions",
-                     f"{event['max_partition_gap_ms'] / 1000:.1f} s", "-"))  # fmt: skip
+        pause = f"{event['max_partition_gap_ms'] / 1000:.1f} s"
+        what = f"rebalance: {event['event']} pause of moved partitions"
+        rows.append((what, pause, "-", verdict(None)))
     return rows
 
 

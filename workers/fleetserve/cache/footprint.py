@@ -32,10 +32,11 @@ allocates about 20 KiB per session that stays). What had to be fixed to make it 
 
 The probe is not free: ``mallinfo2`` walks every free chunk of every arena under that
 arena's lock, so its cost follows the heap's fragmentation, not its size. Measured with
-10,000 int8 sessions resident: 15 us with nothing freed, 150-220 ms after 5,000 of them
-were freed (``bench/components/session_memory_bench.py --probe``), while it blocks every
-allocation in the arena it walks. So once calibrated, probes are rationed: they may take at
-most ``PROBE_SHARE`` of the time spent loading, and the loads between them are estimated.
+10,000 int8 sessions resident: 9 us with nothing freed, 75-86 ms after 5,000 of them were
+freed (``bench/components/session_memory_bench.py --bots 10000 --probe``; 150-220 ms with
+the 2 cores busy), while it blocks every allocation in the arena it walks. So once
+calibrated, probes are rationed: they may take at most ``PROBE_SHARE`` of the time spent
+loading, and the loads between them are estimated.
 
 The heap is process-wide, so a measurement is trusted only when no other load or free
 overlapped it. Otherwise (and without glibc) the entry gets the estimate

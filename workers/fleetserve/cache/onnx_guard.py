@@ -1,10 +1,11 @@
 """Refuse model bytes that are not ONNX or that ask for more than a fleetserve model needs.
 
-Pure: bytes in, a verdict out. The builder emits the default ONNX domain only (opset 17:
+Pure: bytes in, a verdict out. The builder exports the default ONNX domain (opset 17:
 Gather, ReduceSum, MatMul, Softmax and, after int8 quantization, DynamicQuantizeLinear,
-MatMulInteger, DequantizeLinear; checked on all 10,000 snapshots of a fleet build). An int4
-table is looked up by ``com.microsoft.GatherBlockQuantized``, and the quantizer emits that
-domain too for other op types or options; those kernels are compiled into onnxruntime, so
+MatMulInteger, DequantizeLinear). An int4 table is looked up by
+``com.microsoft.GatherBlockQuantized``, and the graph it ships is onnxruntime's own
+optimization of that export (``models/optimize.py``), which fuses the int8 head into
+``com.microsoft.DynamicQuantizeMatMul``; those kernels are compiled into onnxruntime, so
 the domain is allowed. Anything else would need a custom-op library, which fleetserve
 never registers; it is refused here with a clear message rather than by an obscure
 "no kernel" error, and long before onnxruntime parses anything.

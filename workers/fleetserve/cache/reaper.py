@@ -10,12 +10,12 @@ measurement it overlaps falls back to the estimate.
 
 Why trim: freed sessions leave holes in the heap that RSS still counts. ``malloc_trim(0)``
 hands whole free pages back, on this thread, never under the cache's lock. It walks every
-free chunk under each arena's lock, so its cost follows fragmentation: about 1 ms with a
-few hundred MB of heap, 240-530 ms with 5,000 of 10,000 sessions freed (measured by
-``bench/components/session_memory_bench.py --probe``), and meanwhile allocations in that
-arena wait. So trims run at most every ``TRIM_INTERVAL_S`` and take at most
-``TRIM_SHARE`` of the wall time: after a trim that took ``t``, the next waits ``t /
-TRIM_SHARE``.
+free chunk under each arena's lock, so its cost follows fragmentation: 30 us with 10,000
+sessions resident and none freed, 108-126 ms once 5,000 of them were freed (measured by
+``bench/components/session_memory_bench.py --bots 10000 --probe``; 240-530 ms with the 2
+cores busy), and meanwhile allocations in that arena wait. So trims run at most every
+``TRIM_INTERVAL_S`` and take at most ``TRIM_SHARE`` of the wall time: after a trim that
+took ``t``, the next waits ``t / TRIM_SHARE``.
 """
 
 from __future__ import annotations

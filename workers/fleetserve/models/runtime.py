@@ -53,7 +53,7 @@ def session_options(
 
 def new_session(model_bytes: bytes) -> InferenceSession:
     """A session for a model file; one the builder optimized skips the optimizer
-    (``models/optimize.py``: 51 KB less resident per session, a cold load 0.9 ms faster)."""
+    (``models/optimize.py``: 43 KB less resident per session)."""
     level = (
         ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         if is_optimized(model_bytes)
