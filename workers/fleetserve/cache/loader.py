@@ -7,8 +7,8 @@ guard refuses non-ONNX bytes and foreign operator domains before onnxruntime par
 anything; then, inside the footprint measurement, the session is built, its metadata read
 from the live session (``get_modelmeta``, about 15 us, no second protobuf parse) and one
 query run, which proves the model runs and that its output width matches its labels.
-Measured miss (warm page cache): p50 1.38 ms, p99 2.0 ms, of which about 0.8 ms is
-onnxruntime building the session.
+Measured miss (warm page cache, ``bench/components/cache_bench.py``, recipe-5 snapshots):
+p50 1.87 ms, p99 2.50 ms, of which about 0.75 ms is onnxruntime building the session.
 
 Reason codes (``phase="load"``):
 
