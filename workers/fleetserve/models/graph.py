@@ -70,11 +70,16 @@ def export_onnx(
 def with_metadata(model_bytes: bytes, updates: Mapping[str, str]) -> bytes:
     """The same model with some metadata entries replaced or added."""
     model = onnx.load_from_string(model_bytes)
+    update_metadata(model, updates)
+    return bytes(model.SerializeToString())
+
+
+def update_metadata(model: onnx.ModelProto, updates: Mapping[str, str]) -> None:
+    """Replace or add ``model``'s metadata entries ``updates`` in place."""
     props = {p.key: p.value for p in model.metadata_props}
     props.update(updates)
     del model.metadata_props[:]
     helper.set_model_props(model, props)
-    return bytes(model.SerializeToString())
 
 
 def without_metadata(model_bytes: bytes, keys: set[str]) -> bytes:

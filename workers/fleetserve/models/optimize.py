@@ -26,6 +26,7 @@ from pathlib import Path
 
 import onnx
 
+from fleetserve.models.graph import update_metadata
 from fleetserve.models.metadata import KEY_OPTIMIZED
 from fleetserve.models.runtime import InferenceSession, optimizing_session
 
@@ -55,8 +56,5 @@ def stamp_optimized(saved: bytes) -> bytes:
     kept = [opset for opset in model.opset_import if opset.domain in used]
     del model.opset_import[:]
     model.opset_import.extend(kept)
-    props = {p.key: p.value for p in model.metadata_props}
-    props[KEY_OPTIMIZED] = OPTIMIZED_BY
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, props)
+    update_metadata(model, {KEY_OPTIMIZED: OPTIMIZED_BY})
     return bytes(model.SerializeToString())
