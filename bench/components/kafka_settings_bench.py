@@ -16,7 +16,6 @@ on the machine do not inflate the figures (they may still stretch wall times).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fleetserve.broker.embedded import EmbeddedBroker
-from fleetserve_bench.machine import describe_machine
+from fleetserve_bench.machine import write_result
 from fleetserve_bench.procstat import cpu_seconds
 
 PASS = 500
@@ -152,19 +151,14 @@ def main() -> None:
                 consume_run(broker.bootstrap_servers, pid, "settings-0", config, args.records)
             )
             print(consumed[-1])
-    document = {
-        "benchmark": "kafka_settings",
-        "machine": describe_machine(),
-        "load_average": os.getloadavg(),
+    fields = {
         "records": args.records,
         "reply_bytes_mean": round(sum(map(len, values)) / len(values)),
         "pass_size": PASS,
         "produce": produced,
         "consume": consumed,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"written {args.out}")
+    write_result(args.out, "kafka_settings", fields)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,14 +24,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort  # type: ignore[import-untyped]
-import orjson
 
 from fleetserve.cache.loader import SnapshotLoader
 from fleetserve.core.route import Route
 from fleetserve.models.featurize import featurize_padded
 from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 from fleetserve.store.local import LocalDirectoryStore
-from fleetserve_bench.machine import describe_machine
+from fleetserve_bench.machine import write_result
 from fleetserve_bench.world import ensure_fleet, fleet_store_dir
 
 Call = Callable[[Any, npt.NDArray[np.int64], npt.NDArray[np.float32]], npt.NDArray[np.float32]]
@@ -113,17 +111,8 @@ def main() -> None:
             for name, call in VARIANTS.items()
         }
         print(f"rows {rows}: {results[f'rows={rows}']} CPU-us per call")
-    document = {
-        "benchmark": "ort_call",
-        "machine": describe_machine(),
-        "load_average": os.getloadavg(),
-        "bots": args.bots,
-        "repeats": args.repeats,
-        "cpu_us_per_call": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"written {args.out}")
+    fields = {"bots": args.bots, "repeats": args.repeats, "cpu_us_per_call": results}
+    write_result(args.out, "ort_call", fields)
 
 
 if __name__ == "__main__":

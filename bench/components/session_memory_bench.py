@@ -32,14 +32,13 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
-import orjson
 
 from fleetserve.cache.heap import glibc_heap_probe, glibc_trim
 from fleetserve.models.featurize import featurize_padded
 from fleetserve.models.metadata import is_optimized, read_model_metadata
 from fleetserve.models.runtime import predict_padded, session_options
 from fleetserve.store.local import LocalDirectoryStore
-from fleetserve_bench.machine import describe_machine
+from fleetserve_bench.machine import write_result
 from fleetserve_bench.world import ensure_fleet, fleet_store_dir
 
 LEVELS = {
@@ -142,16 +141,7 @@ def main() -> None:
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
         print(results[-1])
-    document = {
-        "benchmark": "session_memory",
-        "machine": describe_machine(),
-        "load_average": os.getloadavg(),
-        "bots": args.bots,
-        "variants": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"written {args.out}")
+    write_result(args.out, "session_memory", {"bots": args.bots, "variants": results})
 
 
 if __name__ == "__main__":

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import orjson
+
+
+def write_result(out: Path, benchmark: str, fields: Mapping[str, Any]) -> None:
+    """A component benchmark's JSON: its name, the machine and load average, then ``fields``."""
+    document = {
+        "benchmark": benchmark,
+        "machine": describe_machine(),
+        "load_average": os.getloadavg(),
+        **fields,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"written {out}")
 
 
 def describe_machine() -> dict[str, Any]:
