@@ -7,6 +7,7 @@ so the CLI's logging configuration decides what an operator sees.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from fleetserve.config.settings import KafkaSettings
+from fleetserve.kafka import devbroker
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +45,15 @@ def producer(kafka: KafkaSettings, overrides: Mapping[str, Any] | None = None) -
 
 def consumer(kafka: KafkaSettings, overrides: Mapping[str, Any] | None = None) -> Consumer:
     return Consumer(client_config(kafka, overrides))
+
+
+def ends_reader(kafka: KafkaSettings) -> Consumer:
+    """Asks partitions' ends only; it never joins a group or reads a record."""
+    return consumer(
+        kafka,
+        {
+            "group.id": f"fleetserve-ends-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "isolation.level": devbroker.ENDS_ISOLATION,
+        },
+    )

@@ -23,6 +23,17 @@ told: Tansu's high watermark of a compacted topic under-reports (3 partitions re
 much to a read from the beginning (the deployments table, the crash ledger)."""
 
 
+ENDS_ISOLATION: Final = "read_uncommitted"
+"""The isolation a reader asks a partition's end with (:func:`kafka.offsets.log_ends`).
+Tansu answers a ``read_committed`` ListOffsets with 0 while any transaction on the partition
+is open (50 committed records, then an open transaction: (0, 0)), although its fetch still
+stops at the right last stable offset (51). A reader that took that 0 for the end read
+nothing: the retry tail read saw no steps, and a query was answered twice. Asked
+``read_uncommitted``, the end is the high watermark on any broker, and a ``read_committed``
+reader's end-of-partition event reaches it once every transaction open when the read began
+is decided: on Apache Kafka too that is what "read to the end as of now" means."""
+
+
 def reached_end(eof_offset: int, end_at_start: int) -> bool:
     """A partition is read to its end at an end-of-partition event at or past its end
     when the read started.

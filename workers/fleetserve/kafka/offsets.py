@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from fleetserve.config.settings import KafkaSettings
 from fleetserve.errors import KafkaUnavailable
+from fleetserve.kafka.clients import ends_reader
 from fleetserve.kafka.probe import kafka_error_text
 
 
@@ -25,8 +27,10 @@ def topic_partitions(client: Consumer, topic: str, timeout_s: float) -> list[int
 
 
 def watermarks(client: Consumer, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
-    """Each partition's (low, high) watermark now: the oldest retained offset and the
-    offset the next record will get."""
+    """Each partition's (low, high) watermark now, as ``client``'s isolation level answers:
+    the oldest retained offset and the end. A reader that must see the whole log asks a
+    :func:`~fleetserve.kafka.clients.ends_reader` instead (or calls :func:`log_ends`):
+    ``devbroker.ENDS_ISOLATION`` says why."""
     marks: dict[int, tuple[int, int]] = {}
     for partition in topic_partitions(client, topic, timeout_s):
         try:
@@ -39,6 +43,16 @@ def watermarks(client: Consumer, topic: str, timeout_s: float) -> dict[int, tupl
                 f"({kafka_error_text(exc)})"
             ) from None
     return marks
+
+
+def log_ends(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int, tuple[int, int]]:
+    """:func:`watermarks` asked without isolation: the end is where the next record goes,
+    whether or not a transaction below it is still open."""
+    client = ends_reader(kafka)
+    try:
+        return watermarks(client, topic, timeout_s)
+    finally:
+        client.close()
 
 
 def end_offsets(client: Consumer, topic: str, timeout_s: float) -> dict[int, int]:

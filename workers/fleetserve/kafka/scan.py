@@ -29,7 +29,7 @@ from fleetserve.core.records import InboundRecord, Partition
 from fleetserve.errors import KafkaUnavailable
 from fleetserve.kafka import devbroker
 from fleetserve.kafka.clients import consumer
-from fleetserve.kafka.offsets import watermarks
+from fleetserve.kafka.offsets import log_ends
 from fleetserve.kafka.records import inbound_record
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def read_to_end(
     try:
         ends: dict[Partition, int] = {}
         for topic in topics:
-            marks = watermarks(client, topic, METADATA_TIMEOUT_S)
+            marks = log_ends(kafka, topic, METADATA_TIMEOUT_S)
             starts = _start_offsets(client, topic, marks, since_ms)
             ends.update({(topic, p): marks[p][1] for p in starts})
             client.incremental_assign(
@@ -79,7 +79,7 @@ def read_one(kafka: KafkaSettings, topic: str, partition: int, offset: int) -> I
     # Out of range must not silently jump to the end and show some other record.
     client = _reader(kafka, {"auto.offset.reset": "error"})
     try:
-        marks = watermarks(client, topic, METADATA_TIMEOUT_S)
+        marks = log_ends(kafka, topic, METADATA_TIMEOUT_S)
         if partition not in marks:
             raise KafkaUnavailable(f"{topic} has no partition {partition} (it has {sorted(marks)})")
         low, high = marks[partition]

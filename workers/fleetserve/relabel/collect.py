@@ -28,7 +28,7 @@ from fleetserve.contracts.codec import decode
 from fleetserve.contracts.schemas import MessageKind
 from fleetserve.errors import ContractError, KafkaUnavailable
 from fleetserve.kafka.clients import consumer
-from fleetserve.kafka.offsets import watermarks
+from fleetserve.kafka.offsets import log_ends
 from fleetserve.relabel.botsource import BotSource
 from fleetserve.relabel.discover import discover_clusters
 from fleetserve.relabel.files import (
@@ -110,6 +110,7 @@ class _Run:
     def __init__(
         self, kafka: KafkaSettings, topic: str, options: CollectOptions, intake: Intake
     ) -> None:
+        self.kafka = kafka
         self.topic = topic
         self.options = options
         self.intake = intake
@@ -132,7 +133,7 @@ class _Run:
 
     def attach(self) -> None:
         for topic in self.topics:
-            for partition, (low, high) in watermarks(self.client, topic, 10.0).items():
+            for partition, (low, high) in log_ends(self.kafka, topic, 10.0).items():
                 if high > low:
                     self.ends[(topic, partition)] = high
         self.client.subscribe(self.topics, on_revoke=self._on_revoke)

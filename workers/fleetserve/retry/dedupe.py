@@ -19,6 +19,9 @@ at-least-once) makes the record visible, and then the re-run adopts the decision
 of doubling it. Apache Kafka in exactly-once mode hides the record, and the re-run decides.
 The visible steps are read from the tail of every retry partition when partitions are
 assigned and after an aborted pass: the two moments a query's step can be read again.
+The read waits until every transaction open when it began is decided (a SIGKILLed pass's
+stays open until its worker restarts and fences it), because only then is it known whether
+the broker will hand that pass's retry record to the group.
 """
 
 from __future__ import annotations
@@ -67,9 +70,9 @@ class RetrySteps:
         """A later try of this step's query is already in the retry topic."""
         return next_step(step) in self.visible
 
-    def read_tails(self, reader: Consumer, retry_topic: str) -> int:
+    def read_tails(self, reader: Consumer, end_reader: Consumer, retry_topic: str) -> int:
         """Learn the steps now visible at the end of every partition of the retry topic."""
-        self.visible = frozenset(visible_steps(reader, retry_topic))
+        self.visible = frozenset(visible_steps(reader, end_reader, retry_topic))
         return len(self.visible)
 
     def done(self, where: Partition, step: Step) -> bool:
@@ -115,10 +118,18 @@ class RetrySteps:
 
 
 def visible_steps(
-    reader: Consumer, topic: str, timeout_s: float = READ_BACK_TIMEOUT_S
+    reader: Consumer, end_reader: Consumer, topic: str, timeout_s: float = READ_BACK_TIMEOUT_S
 ) -> set[Step]:
-    """The steps of the last ``TAIL`` records of each partition of ``topic``, read now."""
-    marks = watermarks(reader, topic, timeout_s)
+    """The steps of the last ``TAIL`` records of each partition of ``topic``, as the group
+    will read them.
+
+    ``reader`` reads as the group does (``read_committed``); ``end_reader`` tells where each log
+    ends now, whatever is still open (``devbroker.ENDS_ISOLATION``). A partition is done
+    when the reader's end-of-partition event reaches that end, so a transaction still open
+    at the start is waited for: Apache Kafka then hides its records if it was aborted, and
+    Tansu shows them, and either way the reader has seen what the group will see.
+    """
+    marks = watermarks(end_reader, topic, timeout_s)
     ends = {p: high for p, (low, high) in marks.items() if high > low}
     if not ends:
         return set()

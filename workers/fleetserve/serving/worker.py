@@ -27,7 +27,7 @@ from fleetserve.core.backoff import BackoffPolicy
 from fleetserve.core.outcome import Verdict, WorkerIdentity
 from fleetserve.core.records import Coordinates, InboundRecord, Partition
 from fleetserve.errors import FatalError, KafkaUnavailable
-from fleetserve.kafka.clients import admin_client
+from fleetserve.kafka.clients import admin_client, ends_reader
 from fleetserve.kafka.records import inbound_record
 from fleetserve.models.featurize_pass import warm_up
 from fleetserve.ops.health import HealthInputs, HealthReport, evaluate_health
@@ -156,6 +156,7 @@ class Worker:
         self.pass_size = self.sizing.floor
         self.metrics.pass_size.set(self.pass_size)
         self._step_reader: Consumer | None = None
+        self._step_ends: Consumer | None = None
         self.rejected: dict[Coordinates, Verdict] = {}  # refused on delivery: dead letters next
         self._stop = threading.Event()
         self._heartbeat = time.monotonic()
@@ -240,8 +241,9 @@ class Worker:
     def _close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()  # leaves the group: its partitions move at once
-        if self._step_reader is not None:
-            self._step_reader.close()
+        for reader in (self._step_reader, self._step_ends):
+            if reader is not None:
+                reader.close()
         if self._committer is not None:
             self._committer.close()
         self.tailer.stop()
@@ -386,7 +388,9 @@ class Worker:
         if self.topics.retry is None:
             return
         try:
-            visible = self.retry_steps.read_tails(self._reader(), self.topics.retry)
+            visible = self.retry_steps.read_tails(
+                self._reader(), self._ends_reader(), self.topics.retry
+            )
         except (KafkaException, KafkaUnavailable) as exc:  # a re-read step may be answered twice
             logger.warning("could not read the tail of %s: %s", self.topics.retry, exc)
             return
@@ -396,6 +400,11 @@ class Worker:
         if self._step_reader is None:
             self._step_reader = step_reader(self.settings)
         return self._step_reader
+
+    def _ends_reader(self) -> Consumer:
+        if self._step_ends is None:
+            self._step_ends = ends_reader(self.settings.kafka)
+        return self._step_ends
 
     def _read_back_steps(self, consumer: Consumer, where: Partition) -> None:
         try:
