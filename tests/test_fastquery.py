@@ -2,8 +2,8 @@
 (orjson + the repeated-key check + the compiled JSON Schema) accepts, and hands everything
 else to the judge, so reasons and messages are the judge's own.
 
-Held to every example in schemas/examples/query, the hostile corpus (tests/support/hostile)
-and generated near-valid queries.
+Held to every example in schemas/examples/query and generated near-valid queries here, and
+to the whole hostile corpus in tests/test_hostile_input.py, which draws it once.
 """
 
 from __future__ import annotations
@@ -17,40 +17,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetserve.contracts.codec import decode
-from fleetserve.contracts.fastquery import QueryV1, decode_query, proven_query
+from fleetserve.contracts.fastquery import QueryV1, proven_query
 from fleetserve.contracts.schemas import MessageKind, load_schema, schema_dir
-from fleetserve.errors import ContractError
-from support.hostile.cases import Fleet, json_values
-from support.hostile.matching import hostile_corpus
+from support.hostile.cases import json_values
+from support.verdicts import assert_same_verdict
 
 EXAMPLES = sorted(
     (p.name, p.read_bytes())
     for p in schema_dir().joinpath("examples", "query").iterdir()
     if p.name.endswith(".json") and p.name != "expectations.json"
 )
-FLEET = Fleet(
-    deployed=("bot-a", "bot-b"),
-    beta_only="bot-beta",
-    known=frozenset({"bot-a", "bot-b", "bot-beta", "bot-gone"}),
-    replies_topic="fleetserve.replies",
-    control_topics=("fleetserve.deployments", "fleetserve.crashes"),
-    now_ms=1_790_000_000_000,
-)
-
-
-def verdict(raw: bytes, use_fast: bool) -> tuple[Any, ...]:
-    try:
-        return ("accepted", decode_query(raw) if use_fast else decode(MessageKind.QUERY, raw))
-    except ContractError as exc:
-        return ("refused", exc.reason, str(exc))
-
-
-def assert_same_verdict(raw: bytes) -> None:
-    judged = verdict(raw, use_fast=False)
-    assert verdict(raw, use_fast=True) == judged
-    if proven_query(raw) is not None:  # the fast path accepted: the judge must have too
-        assert judged[0] == "accepted", (raw, judged)
 
 
 @pytest.mark.parametrize(("name", "raw"), EXAMPLES, ids=[n for n, _ in EXAMPLES])
@@ -58,15 +34,6 @@ def test_every_schema_example_gets_the_judges_verdict(name: str, raw: bytes) -> 
     assert_same_verdict(raw)
     if name.startswith("valid"):
         assert proven_query(raw) is not None, "a valid example should take the fast path"
-
-
-def test_the_hostile_corpus_gets_the_judges_verdict() -> None:
-    """The same ~3,300 records tests/test_hostile_input.py sends to a worker."""
-    cases = hostile_corpus(FLEET)
-    assert len(cases) > 3000
-    for case in cases:
-        if case.value is not None:
-            assert_same_verdict(case.value)
 
 
 BASE: dict[str, Any] = {

@@ -1,10 +1,11 @@
 """Hostile input: thousands of generated bad records interleaved with good traffic.
 
-The corpus (tests/hostile_corpus.py) is drawn with hypothesis, deterministically, and sent
+The corpus (tests/support/hostile) is drawn with hypothesis, deterministically, and sent
 to a real broker with real ONNX models behind one in-process worker. Every record must end
 in exactly one committed outcome: a reply for anything the query contract allows, else a
 dead letter with the reason the contract names, carrying the original bytes. The worker
-must survive all of it: same thread, still ready, every record counted.
+must survive all of it: same thread, still ready, every record counted. Before it is sent,
+the query fast path must give every record the judge's verdict (tests/test_fastquery.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from support.hostile.matching import (
 )
 from support.kafka import ProducerFactory
 from support.serving import Harness
+from support.verdicts import assert_same_verdict
 
 pytestmark = pytest.mark.kafka
 
@@ -50,21 +52,6 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture(scope="module")
 def built(bot_factory: BotFactory) -> BuiltBots:
     return bot_factory(n=4, seed=29)
-
-
-# -- the corpus ---------------------------------------------------------------------------------
-
-
-# -- sending and collecting ---------------------------------------------------------------------
-
-
-# -- matching outcomes to records ---------------------------------------------------------------
-
-
-# -- checks on each outcome ---------------------------------------------------------------------
-
-
-# -- the test -------------------------------------------------------------------------------------
 
 
 def test_thousands_of_hostile_records_among_good_traffic_each_get_the_right_outcome(
@@ -84,6 +71,9 @@ def test_thousands_of_hostile_records_among_good_traffic_each_get_the_right_outc
     generated_s = time.monotonic() - started
     check_consistent(hostile)
     assert len(hostile) >= 2000
+    for case in hostile:  # drawn once per suite, so the fast path's check rides along here
+        if case.value is not None:
+            assert_same_verdict(case.value)
     cases = hostile + good_traffic(built, deployed)
     seeded(17).shuffle(cases)
 
