@@ -1,4 +1,4 @@
-"""The retry tail read sees what the group will read, even while a crashed pass is open.
+"""Reading to a partition's end while a transaction on it is open (a crashed pass's).
 
 A SIGKILLed pass leaves its retry record in a transaction that stays open until the worker
 restarts and fences it. Tansu answers a read_committed ListOffsets with 0 meanwhile; a tail
@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from fleetserve.kafka.clients import ends_reader
-from fleetserve.kafka.offsets import log_ends
+from fleetserve.kafka.offsets import end_offsets, log_ends
 from fleetserve.kafka.scan import read_to_end
 from fleetserve.retry.dedupe import Step, step_of, visible_steps
 from fleetserve.retry.state import RetryState, retried_origin, retry_headers
@@ -77,3 +77,25 @@ def test_a_crashed_pass_still_open_when_the_tail_is_read_is_waited_for(
     expected = steps_the_group_reads(kafka_settings, retry)
     assert (QUERIES, 0, 1, 2) in expected
     assert seen == expected  # Tansu also hands over the fenced record; Apache Kafka hides it
+
+
+def test_a_partitions_end_lies_past_records_of_an_open_transaction(
+    topic_factory: TopicFactory, producer_factory: ProducerFactory, kafka_settings: Any
+) -> None:
+    """Where `fleetserve ask` starts listening: not at 0 because a worker's pass is open."""
+    topic = topic_factory(partitions=3)
+    writer = producer_factory(**{"transactional.id": unique_name("open"), "linger.ms": 0})
+    writer.init_transactions(10)
+    offsets: list[int | None] = []
+    for commit in (True, False):
+        writer.begin_transaction()
+        writer.produce(
+            topic, value=b"{}", partition=1, on_delivery=lambda _e, m: offsets.append(m.offset())
+        )
+        assert writer.flush(10) == 0
+        if commit:
+            writer.commit_transaction(10)
+    open_offset = offsets[-1]
+    assert open_offset is not None
+    assert end_offsets(kafka_settings, topic, 10)[1] > open_offset
+    writer.abort_transaction(10)

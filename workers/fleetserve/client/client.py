@@ -167,7 +167,7 @@ class FleetClient:
                     TopicPartition(topic, partition, end)
                     for topic in (self.replies_topic, self.dead_letters_topic)
                     for partition, end in end_offsets(
-                        listener, topic, self._start_timeout_s
+                        self._kafka, topic, self._start_timeout_s
                     ).items()
                 ]
             )
