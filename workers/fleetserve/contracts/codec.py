@@ -96,13 +96,25 @@ def encode(kind: MessageKind, message: Mapping[str, Any]) -> bytes:
     validate(kind, obj)
     # JSON has no NaN or infinity (orjson would write null) and the schema's
     # bounds let NaN through, so catch a broken model's output here.
-    bad = _non_finite_path(obj, "")
+    bad = None if _all_finite(obj) else _non_finite_path(obj, "")
     if bad is not None:
         raise ContractError(SCHEMA_VIOLATION, f"{bad}: must be a finite number")
     try:
         return orjson.dumps(obj)
     except orjson.JSONEncodeError as exc:
         raise ContractError(SCHEMA_VIOLATION, f"cannot serialize as JSON: {exc}") from exc
+
+
+def encode_built(message: Mapping[str, Any]) -> bytes:
+    """Serialize a message fleetserve built itself from typed parts, without the schema
+    check: only for builders a test holds to their contract (bot-stats records,
+    ``tests/test_stats_summary.py``), where the check cost 45 of 72 us per record and a
+    worker flushes a record per active bot every 2 s. NaN and infinity are still refused.
+    """
+    if not _all_finite(message):
+        bad = _non_finite_path(message, "")
+        raise ContractError(SCHEMA_VIOLATION, f"{bad}: must be a finite number")
+    return orjson.dumps(message)
 
 
 def validate(kind: MessageKind, obj: object) -> None:
@@ -190,6 +202,26 @@ def _keys_not_allowed_together(exc: JsonSchemaValueException) -> list[str]:
     if not isinstance(forbidden, dict):
         return []
     return [str(key) for key in forbidden.get("required", [])]
+
+
+def _all_finite(value: object) -> bool:
+    """Whether every float in ``value`` is finite; paths are only built once one is not
+    (building them for every field took 67 of a bot-stats record's 121 us)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        items: Iterable[object] = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return True
+    for item in items:
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict | list | tuple) and not _all_finite(item):
+            return False
+    return True
 
 
 def _non_finite_path(value: object, path: str) -> str | None:
