@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from fleetserve.contracts.codec import encode_built
+import orjson
+
 from fleetserve.stats.facts import OutcomeFacts
 from fleetserve.stats.record import FlushInfo, stats_record
 from fleetserve.stats.summary import StatsKey, Summary
@@ -95,7 +96,7 @@ class StatsAccumulator:
             max(self.window_start_ms, self.clock_ms()),
         )
         return [
-            (key.bot_id.encode(), encode_built(stats_record(key, summary, flush)))
+            (key.bot_id.encode(), orjson.dumps(stats_record(key, summary, flush)))
             for key, summary in sorted(self.pending.items(), key=lambda item: item[0].text())
         ]
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleetserve.contracts.codec import SCHEMA_VIOLATION
+from fleetserve.errors import ContractError
 from fleetserve.stats.summary import StatsKey, Summary
 
 
@@ -23,7 +26,16 @@ class FlushInfo:
 
 
 def stats_record(key: StatsKey, summary: Summary, flush: FlushInfo) -> dict[str, Any]:
-    """A bot_stats v1 value."""
+    """A bot_stats v1 value, inside its contract by construction.
+
+    Workers serialize it without the schema check, which cost 45 of the 72 us a record took
+    to encode, one record per active bot and worker every 2 s; tests/test_stats_summary.py
+    holds this builder to the contract instead. Its only floats are the summary's sums, so
+    a NaN or infinity is refused here rather than written as JSON null.
+    """
+    for name, value in summary.sums().items():
+        if not math.isfinite(value):
+            raise ContractError(SCHEMA_VIOLATION, f"{name}: must be a finite number")
     return {
         "version": 1,
         "bot_id": key.bot_id,

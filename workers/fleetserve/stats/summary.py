@@ -114,6 +114,16 @@ class Summary:
 
     # -- the contract's "counts" ----------------------------------------------------------
 
+    def sums(self) -> dict[str, float]:
+        """The floats of :meth:`counts`, by their path in the record."""
+        return {
+            "confidence.sum": self.confidence_sum,
+            "confidence.sum_sq": self.confidence_sum_sq,
+            "latency_ms.sum": self.latency_sum_ms,
+            "inference_ms.sum": self.inference_sum_ms,
+            "inference_ms.sum_sq": self.inference_sum_sq,
+        }
+
     def counts(self) -> dict[str, Any]:
         """The summary as the counting fields of a bot_stats v1 record."""
         return {
