@@ -6,8 +6,12 @@ import os
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
+
+from fleetserve.config.settings import KafkaSettings
+from fleetserve.demo import run
 
 pytestmark = pytest.mark.kafka
 
@@ -30,3 +34,27 @@ def test_the_demo_answers_every_question_and_stops_cleanly() -> None:
     assert answered.group(1) == answered.group(2) == "4", output
     assert "demo-1" in output or "demo-2" in output
     assert re.search(r"[가-힣]", output), "no Korean question was asked"
+
+
+class TwoBuilds:
+    """A store whose newest build's version sorts first by name (versions are hashes)."""
+
+    def bots(self) -> list[str]:
+        return ["shop"]
+
+    def versions(self, bot_id: str) -> list[str]:
+        assert bot_id == "shop"
+        return ["0aa", "fff"]
+
+    def read_manifest(self, bot_id: str, version: str) -> dict[str, Any]:
+        assert bot_id == "shop"
+        created = {"0aa": "2026-12-01T10:00:00Z", "fff": "2026-11-30T10:00:00Z"}[version]
+        return {"created_at": created, "model": {"sha256": version * 21 + "0"}}
+
+
+def test_deploy_all_deploys_each_bots_newest_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    published: list[Any] = []
+    monkeypatch.setattr(run, "publish_records", lambda _k, _t, records: published.extend(records))
+    run.deploy_all(KafkaSettings("localhost:1"), "deployments", TwoBuilds(), lambda _m: None)  # type: ignore[arg-type]
+    (record,) = published
+    assert record["stages"]["real"]["model_version"] == "0aa"

@@ -148,7 +148,7 @@ def deploy_all(kafka: KafkaSettings, topic: str, store: LocalDirectoryStore, ech
     now = now_ms()
     deployments = []
     for bot_id in store.bots():
-        version = store.versions(bot_id)[-1]
+        version = build_order(store, bot_id)[-1]  # the newest build, not the last name
         manifest = store.read_manifest(bot_id, version)
         deployments.append(
             records.deploy(
