@@ -141,7 +141,7 @@ def test_counts_round_trip_through_the_contract() -> None:
 
 @pytest.mark.parametrize("seed", range(30))
 def test_every_flushed_record_is_inside_the_contract(seed: int) -> None:
-    """Workers serialize bot-stats records without the schema check (it cost 45 of 72 us a
+    """Workers serialize bot-stats records without the schema check (69.0 against 6.8 us a
     record): this holds the builder to the contract, empty and extreme summaries too."""
     rng = random.Random(seed)  # noqa: S311
     reasons = typing.get_args(messages.DeadLetterReason)
