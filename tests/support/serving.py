@@ -60,6 +60,11 @@ class RunningWorker:
 
 
 WorkerFactory = Callable[..., RunningWorker]
+TEST_FETCH_WAIT_MS = 50
+"""The suite's workers poll at 50 ms, not the 5 ms default (devbroker.EMPTY_FETCH_WAIT_MS):
+one idle worker's 5 ms fetches cost the embedded broker 6.0 CPU-s in 20 s (0.3 of a core;
+1.7 at 100 ms), and up to six test processes share 2 cores. A reply waits at most 50 ms
+more per hop; no test here measures latency, the benchmarks run the default."""
 
 
 @pytest.fixture
@@ -81,10 +86,13 @@ def worker_factory(
             worker_id=unique_name("w"),
             store_dir=built.store_dir,
             serving=ServingSettings(
-                ops_port=0,
-                session_timeout_ms=int(TEST_SESSION_TIMEOUT_MS),
-                state_dir=str(state_dir(declared.prefix)),
-                **serving,
+                **{
+                    "ops_port": 0,
+                    "session_timeout_ms": int(TEST_SESSION_TIMEOUT_MS),
+                    "fetch_wait_max_ms": TEST_FETCH_WAIT_MS,
+                    "state_dir": str(state_dir(declared.prefix)),
+                    **serving,
+                }
             ),
         )
         worker = Worker(settings, WorkerTopics.from_declared(declared, replies_topic))
@@ -236,6 +244,8 @@ def worker_argv(
         "0",
         "--session-timeout-ms",
         TEST_SESSION_TIMEOUT_MS,
+        "--fetch-wait-max-ms",
+        str(TEST_FETCH_WAIT_MS),
         "--state-dir",
         str(state_dir(prefix)),
         *extra,

@@ -52,4 +52,7 @@ def broker(port: int) -> None:
             logger.info("%s received during start-up; stopping", request)
         finally:
             status = embedded.stop()
-    click.echo(f"fleetserve broker stopped (status {status})")
+    if status is not None and status < 0:  # EmbeddedBroker.stop: it waited for clients
+        click.echo("fleetserve broker stopped (killed while clients were still connected)")
+    else:
+        click.echo(f"fleetserve broker stopped (status {status})")
