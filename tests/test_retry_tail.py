@@ -99,5 +99,9 @@ def test_a_partitions_end_lies_past_records_of_an_open_transaction(
             writer.commit_transaction(10)
     open_offset = offsets[-1]
     assert open_offset is not None
-    assert end_offsets(kafka_settings, topic, 10)[1] > open_offset
+    reader = ends_reader(kafka_settings)
+    try:
+        assert end_offsets(reader, topic, 10)[1] > open_offset
+    finally:
+        reader.close()
     writer.abort_transaction(10)

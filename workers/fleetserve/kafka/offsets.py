@@ -55,8 +55,10 @@ def log_ends(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int, tu
         client.close()
 
 
-def end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int, int]:
-    """Each partition's high watermark now, whatever transaction is still open below it.
+def end_offsets(client: Consumer, topic: str, timeout_s: float) -> dict[int, int]:
+    """Each partition's high watermark now, asked of an
+    :func:`~fleetserve.kafka.clients.ends_reader` (whatever transaction is still open below
+    it).
 
     Asked explicitly rather than assigning OFFSET_END, which librdkafka resolves
     later, when it first fetches: a record written in between would be skipped. Tansu
@@ -65,4 +67,4 @@ def end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int,
     Asked ``read_committed``, Tansu answered 0 while serving workers had a transaction
     open, and the reader started at the beginning of the topic.
     """
-    return {p: high for p, (_low, high) in log_ends(kafka, topic, timeout_s).items()}
+    return {p: high for p, (_low, high) in watermarks(client, topic, timeout_s).items()}
