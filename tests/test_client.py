@@ -140,8 +140,9 @@ def test_start_connects_the_producer_before_any_query_is_stamped(
     module = "fleetserve.client.client"
     monkeypatch.setattr(f"{module}.producer", lambda *_args: StandInProducer())
     monkeypatch.setattr(f"{module}.consumer", lambda *_args: StandInConsumer())
-    monkeypatch.setattr(f"{module}.ends_reader", lambda *_args: StandInConsumer())
-    monkeypatch.setattr(f"{module}.end_offsets", lambda *_args: {0: 0})
+    monkeypatch.setattr(
+        f"{module}.log_ends", lambda _kafka, topics, _t: {t: {0: (0, 0)} for t in topics}
+    )
     client = FleetClient(
         KafkaSettings("localhost:1"),
         queries_topic="q",

@@ -60,8 +60,7 @@ def read_to_end(
     client = _reader(kafka)
     try:
         ends: dict[Partition, int] = {}
-        for topic in topics:
-            marks = log_ends(kafka, topic, METADATA_TIMEOUT_S)
+        for topic, marks in log_ends(kafka, topics, METADATA_TIMEOUT_S).items():
             starts = _start_offsets(client, topic, marks, since_ms)
             ends.update({(topic, p): marks[p][1] for p in starts})
             client.incremental_assign(
@@ -79,7 +78,7 @@ def read_one(kafka: KafkaSettings, topic: str, partition: int, offset: int) -> I
     # Out of range must not silently jump to the end and show some other record.
     client = _reader(kafka, {"auto.offset.reset": "error"})
     try:
-        marks = log_ends(kafka, topic, METADATA_TIMEOUT_S)
+        marks = log_ends(kafka, [topic], METADATA_TIMEOUT_S)[topic]
         if partition not in marks:
             raise KafkaUnavailable(f"{topic} has no partition {partition} (it has {sorted(marks)})")
         low, high = marks[partition]

@@ -132,8 +132,8 @@ class _Run:
         self.flushed_at = time.monotonic()
 
     def attach(self) -> None:
-        for topic in self.topics:
-            for partition, (low, high) in log_ends(self.kafka, topic, 10.0).items():
+        for topic, marks in log_ends(self.kafka, self.topics, 10.0).items():
+            for partition, (low, high) in marks.items():
                 if high > low:
                     self.ends[(topic, partition)] = high
         self.client.subscribe(self.topics, on_revoke=self._on_revoke)
