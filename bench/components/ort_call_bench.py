@@ -10,6 +10,10 @@ bound, then ``run_with_iobinding``). Each variant answers the same padded rows o
 models; the figure is process CPU time per call (``time.process_time``), so other jobs on
 the machine do not inflate it. Every variant's wrapping and unwrapping is counted, since the
 worker would pay it for each call: its inputs are new arrays every pass.
+
+It also compares the graph's pooling (``models/graph.py``): each snapshot as built (the
+weighted sum over n-grams as one batched MatMul) against the same snapshot rewritten to the
+previous recipe's Unsqueeze(weights, 2), Mul and ReduceSum, both called with ``run``.
 """
 
 from __future__ import annotations
@@ -23,11 +27,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 import onnxruntime as ort  # type: ignore[import-untyped]
+from onnx import helper, numpy_helper
 
 from fleetserve.cache.loader import SnapshotLoader
 from fleetserve.core.route import Route
 from fleetserve.models.featurize import featurize_padded
+from fleetserve.models.graph import POOL_NODE
+from fleetserve.models.runtime import new_session
 from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import write_result
@@ -69,6 +77,29 @@ VARIANTS: dict[str, Call] = {
 }
 
 
+def reduce_sum_pooling(model_bytes: bytes) -> bytes:
+    """The snapshot with its pooling MatMul written as Mul then ReduceSum (recipe 5's graph)."""
+    model = onnx.load_from_string(model_bytes)
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type == "Unsqueeze" and node.input[0] == INPUT_WEIGHTS:
+            nodes.append(helper.make_node("Unsqueeze", [INPUT_WEIGHTS, "axis_2"], ["weights_3d"]))
+        elif node.name == POOL_NODE:
+            nodes.append(helper.make_node("Mul", [node.input[1], "weights_3d"], ["weighted"]))
+        elif node.op_type == "Squeeze":
+            nodes.append(
+                helper.make_node("ReduceSum", ["weighted", "axis_1"], node.output, keepdims=0)
+            )
+        else:
+            nodes.append(node)
+    if len([n for n in nodes if n.op_type == "ReduceSum"]) != 1:
+        raise ValueError("the snapshot has no pooling MatMul to rewrite")
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), "axis_2"))
+    return bytes(model.SerializeToString())
+
+
 def cpu_us_per_call(call: Call, cases: list[tuple[Any, Any, Any]], repeats: int) -> float:
     started = time.process_time()
     for _ in range(repeats):
@@ -90,13 +121,16 @@ def main() -> None:
     store = LocalDirectoryStore(store_dir)
     loader = SnapshotLoader(store)
     models = []
+    old_pooling = []
     for bot in fleet:
         version = store.versions(bot.bot_id)[-1]
         sha = store.read_manifest(bot.bot_id, version)["model"]["sha256"]
         model = loader(Route(bot.bot_id, "real", version, sha))
         texts = [u.text for u in bot.utterances]
         models.append((model, texts))
+        old_pooling.append(new_session(reduce_sum_pooling(store.read_model(bot.bot_id, version))))
     results: dict[str, Any] = {}
+    pooling: dict[str, Any] = {}
     for rows in (int(r) for r in args.rows.split(",")):
         cases = []
         for model, texts in models:
@@ -111,7 +145,21 @@ def main() -> None:
             for name, call in VARIANTS.items()
         }
         print(f"rows {rows}: {results[f'rows={rows}']} CPU-us per call")
-    fields = {"bots": args.bots, "repeats": args.repeats, "cpu_us_per_call": results}
+        rewritten = [(old, ids, w) for old, (_s, ids, w) in zip(old_pooling, cases, strict=True)]
+        for (session, ids, weights), (old, _i, _w) in zip(cases[:3], rewritten[:3], strict=True):
+            same = plain_run(old, ids, weights)
+            assert np.allclose(same, plain_run(session, ids, weights), atol=1e-5)
+        pooling[f"rows={rows}"] = {
+            "matmul": round(cpu_us_per_call(plain_run, cases, args.repeats), 2),
+            "mul_reducesum": round(cpu_us_per_call(plain_run, rewritten, args.repeats), 2),
+        }
+        print(f"rows {rows}: pooling {pooling[f'rows={rows}']} CPU-us per call")
+    fields = {
+        "bots": args.bots,
+        "repeats": args.repeats,
+        "cpu_us_per_call": results,
+        "pooling_cpu_us_per_call": pooling,
+    }
     write_result(args.out, "ort_call", fields)
 
 

@@ -24,7 +24,8 @@ from fleetserve.models.width import WidthMode
 # 3: the training kernel's dropout draws changed (models differ for the same seed).
 # 4: int4 tables for large bots by default, sized to the cap at their own bytes per row.
 # 5: quantized graphs ship optimized by onnxruntime (models/optimize.py) and load without it.
-BUILD_RECIPE = 5
+# 6: the graph pools with a batched MatMul instead of Mul and ReduceSum (models/graph.py).
+BUILD_RECIPE = 6
 
 
 @dataclass(frozen=True)

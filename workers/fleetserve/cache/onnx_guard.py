@@ -1,7 +1,7 @@
 """Refuse model bytes that are not ONNX or that ask for more than a fleetserve model needs.
 
 Pure: bytes in, a verdict out. The builder exports the default ONNX domain (opset 17:
-Gather, ReduceSum, MatMul, Softmax and, after int8 quantization, DynamicQuantizeLinear,
+Gather, Unsqueeze, MatMul, Squeeze, Softmax and, after int8 quantization, DynamicQuantizeLinear,
 MatMulInteger, DequantizeLinear). An int4 table is looked up by
 ``com.microsoft.GatherBlockQuantized``, and the graph it ships is onnxruntime's own
 optimization of that export (``models/optimize.py``), which fuses the int8 head into

@@ -99,7 +99,7 @@ class ModelWeights:
 
 
 def pooled(table: F32, features: Features) -> F32:
-    """sum_i w_i * table[id_i] per text (the graph's Gather, Mul and ReduceSum)."""
+    """sum_i w_i * table[id_i] per text (the graph's Gather and pooling MatMul)."""
     result: F32 = kernel.pool(features.indptr, features.ids, features.weights, table)
     return result
 
