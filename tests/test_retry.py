@@ -172,7 +172,7 @@ def test_unusable_retry_headers_count_as_absent() -> None:
         ("fleetserve_retry-attempt", b"9999999"),
     ]:
         hostile = retried(state)
-        hostile = dataclasses.replace(hostile, headers=(*hostile.headers, (name, bad)))
+        hostile = hostile._replace(headers=(*hostile.headers, (name, bad)))
         assert retry_state(hostile) is None, name
     assert header_int((("n", b"x"),), "n", 5) == 5
     assert header_int((("n", None),), "n") == 0
@@ -199,7 +199,7 @@ def test_only_a_due_prefix_of_each_retry_partition_is_taken() -> None:
 
 
 def test_a_dead_letter_carries_stage_replay_count_and_kafka_headers() -> None:
-    replayed = dataclasses.replace(QUERY, headers=(*QUERY.headers, (REPLAY_ATTEMPT, b"2")))
+    replayed = QUERY._replace(headers=(*QUERY.headers, (REPLAY_ATTEMPT, b"2")))
     failure = Failure("no_deployment", "route", "nothing on beta", bot_id="bot-a", stage="beta")
     letter = build_dead_letter(replayed, failure, WorkerIdentity("w1", "real"), now_ms=NOW)
     validate(MessageKind.DEAD_LETTER, letter)

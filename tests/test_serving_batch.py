@@ -28,9 +28,12 @@ from fleetserve.models.runtime import new_session, read_model_metadata
 from fleetserve.retry.state import NOT_BEFORE
 from fleetserve.serving.answer import FALLBACK_INTENT, AnswerContext, Models, answer_batch
 from fleetserve.serving.decode import DecodedQuery, decode_query
+from fleetserve.serving.outcomes import OutcomeConfig, OutcomeWriter
+from fleetserve.serving.outputs import PassResult
 from fleetserve.serving.plan import plan_batch, select
 from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.serving.targets import ReplyTargets
+from fleetserve.stats.facts import reply_facts
 from support.bots import BotFactory, BuiltBots
 from support.builders import NOW, inbound, query_value
 
@@ -228,6 +231,7 @@ def test_real_models_answer_with_ranked_intents_and_model_context(built: BuiltBo
     for reply, intent in zip(outcome.replies, expected, strict=True):
         value = reply.value
         validate(MessageKind.REPLY, value)
+        assert reply.facts == reply_facts(value)  # the statistics count what readers see
         assert value["model"]["version"] == route.model_version
         assert value["model"]["sha256"] == route.sha256
         assert len(value["top_k"]) == 2
@@ -235,6 +239,47 @@ def test_real_models_answer_with_ranked_intents_and_model_context(built: BuiltBo
         assert value["intent"] in (intent, FALLBACK_INTENT, value["top_k"][0]["intent"])
     top = [r.value["top_k"][0]["intent"] for r in outcome.replies]
     assert sum(t == e for t, e in zip(top, expected, strict=True)) >= 5  # training texts
+
+
+def test_a_replys_bytes_carry_the_chunks_fields_and_the_querys_own(built: BuiltBots) -> None:
+    """The shared fields are encoded once per chunk; every reply still reads as a whole."""
+    bot = built.bot_ids[0]
+    route = built.route(bot)
+    trace = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    queries = [
+        decoded(query_value(bot, "first", trace=trace)),
+        decoded(query_value(bot, "second", top_k=1)),
+    ]
+    plan = plan_batch(queries, lambda _bot, _stage: route, NOW)
+    outcome = answer_batch(plan, {route: load(built, route)}, context())
+    values = [r.value for r in outcome.replies]
+    for value, query in zip(values, queries, strict=True):
+        validate(MessageKind.REPLY, value)
+        assert (value["request_id"], value["bot_id"]) == (query.request_id, bot)
+        assert value["worker"] == {"id": "w-test", "group": "g-test"}
+        assert value["stage"] == "real"
+    assert values[0]["trace"] == trace
+    assert "trace" not in values[1]
+    assert len(values[1]["top_k"]) == 1
+
+
+def test_a_reply_that_cannot_be_encoded_becomes_an_internal_dead_letter(
+    built: BuiltBots,
+) -> None:
+    bot = built.bot_ids[0]
+    route = built.route(bot)
+    plan = plan_batch([decoded(query_value(bot))], lambda _bot, _stage: route, NOW)
+    (reply,) = answer_batch(plan, {route: load(built, route)}, context()).replies
+    broken = reply._replace(own={**reply.own, "confidence": {1, 2}})  # a set is not JSON
+    writer = OutcomeWriter(OutcomeConfig("dlq", 65536), context())
+    result = PassResult()
+    writer.reply(broken, result)
+    (output,) = result.outputs
+    dead_letter = decode(MessageKind.DEAD_LETTER, output.value)
+    assert (output.topic, dead_letter["reason"]) == ("dlq", "internal_error")
+    assert dead_letter["request_id"] == reply.own["request_id"]
+    assert dead_letter["bot_id"] == bot
+    assert result.replies == {}
 
 
 def test_private_deployments_leave_the_text_out(built: BuiltBots) -> None:

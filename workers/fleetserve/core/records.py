@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 Headers = tuple[tuple[str, bytes | None], ...]
 Partition = tuple[str, int]
@@ -11,8 +11,7 @@ Coordinates = tuple[str, int, int]
 """topic, partition, offset: one record's identity in the log."""
 
 
-@dataclass(frozen=True, slots=True)
-class InboundRecord:
+class InboundRecord(NamedTuple):
     topic: str
     partition: int
     offset: int

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -16,8 +15,7 @@ from fleetserve.deadletters import reasons
 from fleetserve.errors import ContractError
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedQuery:
+class DecodedQuery(NamedTuple):
     record: InboundRecord
     query: dict[str, Any]
     stage: str

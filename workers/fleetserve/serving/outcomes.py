@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -29,7 +29,7 @@ from fleetserve.serving.answer import AnswerContext
 from fleetserve.serving.decode import salvage
 from fleetserve.serving.outputs import Output, PassResult
 from fleetserve.serving.replies import Reply
-from fleetserve.stats.facts import dead_letter_facts, reply_facts
+from fleetserve.stats.facts import dead_letter_facts
 
 logger = logging.getLogger(__name__)
 
@@ -60,24 +60,28 @@ class OutcomeWriter:
 
     def reply(self, reply: Reply, result: PassResult) -> None:
         try:
-            value = orjson.dumps(reply.value)
+            value = reply.encode()
         except Exception as exc:
             logger.exception("encoding the reply to %s failed", reply.record.where)
-            failure = internal_failure(exc, reasons.PHASE_PUBLISH)
+            failure = replace(
+                internal_failure(exc, reasons.PHASE_PUBLISH),
+                bot_id=reply.own.get("bot_id"),
+                request_id=reply.own.get("request_id"),
+                stage=reply.stage,
+            )
             self.failure(reply.record, failure, result)
             return
-        stage = reply.value["stage"]
         output = Output(
             reply.topic,
             reply.record.key,
             value,
             reply.partition,
             record=reply.record,
-            label=stage,
-            facts=reply.facts if reply.facts is not None else reply_facts(reply.value),
+            label=reply.stage,
+            facts=reply.facts,
         )
         result.outputs.append(output)
-        result.replies[stage] += 1
+        result.replies[reply.stage] += 1
 
     def failure(self, record: InboundRecord, failure: Failure, result: PassResult) -> None:
         origin = self.safe_origin(record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from fleetserve.core.records import Headers, InboundRecord, Partition
 from fleetserve.retry.dedupe import Step
@@ -14,8 +14,7 @@ from fleetserve.stats.facts import OutcomeFacts
 OutputKind = Literal["reply", "dead_letter", "retry", "stats"]
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+class Output(NamedTuple):
     topic: str
     key: bytes | None
     value: bytes

@@ -8,14 +8,12 @@ exactly what readers of the replies and dead-letter topics see.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fleetserve.stats.summary import StatsKey, Summary
 
 
-@dataclass(frozen=True, slots=True)
-class OutcomeFacts:
+class OutcomeFacts(NamedTuple):
     key: StatsKey
     reason: str | None = None
     """The dead letter's reason; None for a reply."""
