@@ -165,6 +165,7 @@ def test_two_workers_with_empty_disks_serve_what_a_third_process_built_and_deplo
         shas = {entry["sha256"] for entry in deployed.values()}
         for home in homes:
             assert set(cached_files(home)) == shas  # each fetched every model once, verified
+            assert "heap settled" in (home / "worker.log").read_text()  # the CLI froze it
             assert not (home / "artifacts").exists()
             assert not (home / "snapshots").exists()
 

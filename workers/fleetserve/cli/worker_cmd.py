@@ -64,6 +64,7 @@ def worker(settings: Settings, /, **options: Any) -> None:
     --replies-topic shadows the real one on the same traffic.
     """
     # Imported here: onnxruntime and the serving stack are not needed by other commands.
+    from fleetserve.serving.heap import settle_heap  # noqa: PLC0415
     from fleetserve.serving.worker import Worker, WorkerTopics  # noqa: PLC0415
 
     options = {
@@ -85,6 +86,6 @@ def worker(settings: Settings, /, **options: Any) -> None:
 
     try:
         with on_stop_signals(request_stop):
-            serving.run()
+            serving.run(on_serving=settle_heap)  # this process serves, nothing else
     finally:
         close_store(store)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,7 +190,13 @@ class Worker:
         """Safe from a signal handler: the loop finishes its pass, commits and closes."""
         self._stop.set()
 
-    def run(self, ready: threading.Event | None = None) -> None:
+    def run(
+        self,
+        ready: threading.Event | None = None,
+        on_serving: Callable[[], None] | None = None,
+    ) -> None:
+        """Serve until ``request_stop``. ``ready`` is set and ``on_serving`` called once the
+        worker is subscribed and about to take its first pass."""
         self.ops.start()
         self.tailer.start()
         self.breaker.start()
@@ -217,6 +223,8 @@ class Worker:
             )
             if ready is not None:
                 ready.set()
+            if on_serving is not None:
+                on_serving()
             self._loop(self._consumer, self._committer)
             self._clean_exit = True
         finally:
