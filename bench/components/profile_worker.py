@@ -6,7 +6,9 @@ Run: python bench/components/profile_worker.py [--bots 100] [--queries 150000] \
 One embedded broker, one `fleetserve worker` process (real Kafka, real models), a backlog
 of Zipf-distributed queries produced while py-spy samples the worker at 200 Hz for
 --seconds. Each sample's stack is put in the first stage it matches, from the innermost
-frame out, so a stage is self time plus everything it calls.
+frame out, so a stage is self time plus everything it calls. py-spy samples native frames
+too (``--native``, which pauses the worker for each sample), so the cyclic garbage
+collector is a stage of its own instead of a cost of whichever frame allocated.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import collections
 import logging
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +36,7 @@ from fleetserve_bench.world import bench_world
 STAGES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (stage, re.compile(pattern))
     for stage, pattern in (
+        ("garbage collector", r"gc_collect_main"),
         ("infer (onnxruntime run)", r"Session\.run|onnxruntime_inference"),
         ("featurize (per pass) + pad", r"models/featurize"),
         ("decode + validate query", r"serving/decode\.py|contracts/|validate_https"),
@@ -47,6 +52,12 @@ STAGES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("pass bookkeeping", r"serving/processor\.py|serving/worker\.py|serving/outputs\.py"),
     )
 )  # fmt: skip
+
+
+def py_spy() -> str:
+    """py-spy beside this interpreter (an unactivated venv), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.is_file() else (shutil.which("py-spy") or "py-spy")
 
 
 def stage_of(frames: list[str]) -> str:
@@ -78,8 +89,8 @@ def main() -> None:
             preload(world, topics.name("queries"), len(world.bot_ids) * 5, 0.0, 3)
             time.sleep(args.warm_s)
             spy = subprocess.Popen(
-                ["py-spy", "record", "-p", str(worker.pid), "-d", str(args.seconds), "-r", "200",
-                 "-f", "raw", "-o", str(raw), "--nonblocking"],
+                [py_spy(), "record", "-p", str(worker.pid), "-d", str(args.seconds), "-r", "200",
+                 "-f", "raw", "-o", str(raw), "--native"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             time.sleep(1.0)
