@@ -10,7 +10,8 @@ reply encoding and the per-bot statistics' facts) answers passes of records buil
 the bench's load generator builds them (query v1 bytes, keyed by bot, Zipf s = 1.1 or
 uniform over the active bots). CPU time is the process's own
 (``time.process_time``), so other jobs on the machine do not inflate it; only Kafka's
-consume, produce and commit are left out (the end-to-end bench has them). ``--profile``
+consume, produce and commit are left out (the end-to-end bench has them). The heap is
+settled after the warm-up pass (``serving/heap.py``), as the worker's is. ``--profile``
 adds a cProfile breakdown by stage of one run.
 """
 
@@ -41,6 +42,7 @@ from fleetserve.core.route import Route
 from fleetserve.errors import QueryFailed
 from fleetserve.models.config import DEFAULT_QUANTIZATION, QUANTIZATION_MODES
 from fleetserve.serving.answer import AnswerContext
+from fleetserve.serving.heap import settle_heap
 from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import describe_machine
@@ -130,6 +132,7 @@ def measure(
     proc: BatchProcessor, records: Sequence[InboundRecord], pass_size: int, repeats: int = 3
 ) -> dict[str, Any]:
     run_passes(proc, records, pass_size)  # warm: every model loaded, caches filled
+    settle_heap()  # as `fleetserve worker` does once it serves
     best = float("inf")
     replies = dead = 0
     for _ in range(repeats):

@@ -10,6 +10,14 @@ two materialize the [B, L, D] product and walk it again. On the 40-bot bench fle
 models (onnxruntime 1.32, CPU per call, 600 repeats) a call took 24.2 -> 16.2 us for one
 row, 50.5 -> 33.9 us for 4 and 397 -> 178 us for 32 (``bench/components/ort_call_bench.py``,
 ``pooling_cpu_us_per_call`` in ``bench/results/ort_call.json``).
+
+Labels, the fallback threshold and the featurizer spec ride in ``metadata_props`` so a model
+file alone is enough to serve it (see :mod:`fleetserve.models.metadata`).
+
+A 4-bit table (:class:`PackedTable`) replaces the Gather with onnxruntime's
+``com.microsoft.GatherBlockQuantized``: two weights per byte, low nibble first, stored plus
+8, times one fp32 scale per row (a single block as wide as the row). Its output is the fp32
+rows, so everything after the lookup is the same graph.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """What one outcome contributes to its bot's statistics, read from the reply or dead letter.
 
-Built where the worker builds the outcome (the value is a dict there), carried on the
-pass's output, and counted only once that output committed: so the statistics count
-exactly what readers of the replies and dead-letter topics see.
+Built where the worker builds the outcome, carried on the pass's output, and counted only
+once that output committed: so the statistics count exactly what readers of the replies
+and dead-letter topics see. ``reply_facts`` reads the same facts back from a reply as its
+readers decode it; the tests hold the facts a reply is built with to it.
 """
 
 from __future__ import annotations
