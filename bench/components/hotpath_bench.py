@@ -47,7 +47,7 @@ from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import describe_machine
 from fleetserve_bench.traffic import query_value, zipf_weights
-from fleetserve_bench.world import ensure_fleet, fleet_store_dir
+from fleetserve_bench.world import ensure_fleet, fleet_store_dir, newest_route
 
 PARTITIONS = 12
 
@@ -71,12 +71,7 @@ STAGES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 
 
 def bot_routes(store: LocalDirectoryStore) -> dict[str, Route]:
-    routes = {}
-    for bot_id in store.bots():
-        version = store.versions(bot_id)[-1]
-        sha = store.read_manifest(bot_id, version)["model"]["sha256"]
-        routes[bot_id] = Route(bot_id, "real", version, sha)
-    return routes
+    return {bot_id: newest_route(store, bot_id) for bot_id in store.bots()}
 
 
 def draw_bots(bots: Sequence[str], count: int, law: str, seed: int) -> list[str]:

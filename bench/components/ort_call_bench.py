@@ -32,14 +32,13 @@ import onnxruntime as ort  # type: ignore[import-untyped]
 from onnx import helper, numpy_helper
 
 from fleetserve.cache.loader import SnapshotLoader
-from fleetserve.core.route import Route
 from fleetserve.models.featurize import featurize_padded
 from fleetserve.models.graph import POOL_NODE
 from fleetserve.models.runtime import new_session
 from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import write_result
-from fleetserve_bench.world import ensure_fleet, fleet_store_dir
+from fleetserve_bench.world import ensure_fleet, fleet_store_dir, newest_route
 
 Call = Callable[[Any, npt.NDArray[np.int64], npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 
@@ -123,12 +122,13 @@ def main() -> None:
     models = []
     old_pooling = []
     for bot in fleet:
-        version = store.versions(bot.bot_id)[-1]
-        sha = store.read_manifest(bot.bot_id, version)["model"]["sha256"]
-        model = loader(Route(bot.bot_id, "real", version, sha))
+        route = newest_route(store, bot.bot_id)
+        model = loader(route)
         texts = [u.text for u in bot.utterances]
         models.append((model, texts))
-        old_pooling.append(new_session(reduce_sum_pooling(store.read_model(bot.bot_id, version))))
+        old_pooling.append(
+            new_session(reduce_sum_pooling(store.read_model(bot.bot_id, route.model_version)))
+        )
     results: dict[str, Any] = {}
     pooling: dict[str, Any] = {}
     for rows in (int(r) for r in args.rows.split(",")):

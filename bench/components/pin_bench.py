@@ -22,16 +22,7 @@ from fleetserve.cache.model_cache import ModelCache
 from fleetserve.core.route import Route
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import write_result
-from fleetserve_bench.world import ensure_fleet, fleet_store_dir
-
-
-def resident_routes(store: LocalDirectoryStore, count: int) -> list[Route]:
-    routes = []
-    for bot_id in sorted(store.bots())[:count]:
-        version = store.versions(bot_id)[-1]
-        sha = store.read_manifest(bot_id, version)["model"]["sha256"]
-        routes.append(Route(bot_id, "real", version, sha))
-    return routes
+from fleetserve_bench.world import ensure_fleet, fleet_store_dir, newest_route
 
 
 def cpu_us_per_route(cache: ModelCache, routes: list[Route], rounds: int) -> float:
@@ -58,9 +49,10 @@ def main() -> None:
     store_dir = fleet_store_dir(1000, 7, config)
     ensure_fleet(1000, 7, store_dir, config)
     store = LocalDirectoryStore(store_dir)
+    routes = [newest_route(store, bot_id) for bot_id in sorted(store.bots())[: args.routes]]
     cache = ModelCache(SnapshotLoader(store), budget_bytes=8 * 1024**3)
     try:
-        figure = round(cpu_us_per_route(cache, resident_routes(store, args.routes), args.rounds), 2)
+        figure = round(cpu_us_per_route(cache, routes, args.rounds), 2)
     finally:
         cache.close()
     print(f"pin + release: {figure} CPU-us per route")

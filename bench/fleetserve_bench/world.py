@@ -21,6 +21,7 @@ from fleetserve.bots.fleet import make_fleet
 from fleetserve.broker.embedded import EmbeddedBroker, free_loopback_port
 from fleetserve.builder.config import BuildConfig
 from fleetserve.config.settings import KafkaSettings
+from fleetserve.core.route import Route
 from fleetserve.demo.run import build_fleet, deploy_all, spawn_worker
 from fleetserve.kafka.clients import admin_client
 from fleetserve.store.local import LocalDirectoryStore
@@ -45,6 +46,13 @@ def fleet_store_dir(
     """
     fingerprint = (config or BuildConfig()).fingerprint()[:12]
     return (cache_dir or default_cache_dir()) / f"store-{bots}-{seed}-{fingerprint}"
+
+
+def newest_route(store: LocalDirectoryStore, bot_id: str, stage: str = "real") -> Route:
+    """The route to ``bot_id``'s last stored snapshot (a bench fleet store holds one recipe)."""
+    version = store.versions(bot_id)[-1]
+    sha = store.read_manifest(bot_id, version)["model"]["sha256"]
+    return Route(bot_id, stage, version, sha)
 
 
 @dataclass
