@@ -84,6 +84,23 @@ def send(client: Producer, topic: str, bot: str, text: str, partition: int) -> s
     return request_id
 
 
+def flush_delivered(client: Producer, failures: list[str]) -> None:
+    """The test's own queries all reached the broker: a lost one is not the workers'."""
+    assert client.flush(30) == 0, "the test's queries were not all delivered in 30 s"
+    assert not failures, f"the broker refused test queries: {failures[:3]}"
+
+
+def worker_logs(homes: list[Path], lines: int = 40) -> str:
+    """What each worker logged last, for a failure message."""
+    tails = []
+    for home in homes:
+        text = (home / "worker.log").read_text(errors="replace").splitlines()
+        tails.append(
+            f"--- {home.name}/worker.log (last {lines} lines)\n" + "\n".join(text[-lines:])
+        )
+    return "\n".join(tails)
+
+
 def produce_one(kafka: KafkaSettings, topic: str, chunk: ChunkRecord) -> tuple[str, int, int]:
     """One record on partition 0 of ``topic``; its coordinates."""
     where: list[tuple[str, int, int]] = []
@@ -140,19 +157,32 @@ def test_two_workers_with_empty_disks_serve_what_a_third_process_built_and_deplo
         deployed = {bot: r["stages"]["real"] for bot, r in table.items()}
         assert len(deployed) == BOTS
         assert all(e["location"]["topic"] == declared.name("models") for e in deployed.values())
-        client = producer_factory(**{"linger.ms": 0})
+        failures: list[str] = []
+
+        def delivered(error: object, _message: Message) -> None:
+            if error is not None:
+                failures.append(str(error))
+
+        client = producer_factory(**{"linger.ms": 0, "on_delivery": delivered})
         queries = declared.name("queries")
         # Every bot on every partition: both workers must load every model.
-        expected = {
-            send(client, queries, bot, f"question {n}", partition=n % 12): bot
+        sent = {
+            send(client, queries, bot, f"question {n}", partition=n % 12): (bot, n % 12)
             for bot in deployed
             for n in range(24)
         }
-        client.flush(10)
+        expected = {request_id: bot for request_id, (bot, _partition) in sent.items()}
+        flush_delivered(client, failures)
         outcomes = collect(
             consumer_factory,
             [declared.name("replies"), declared.name("dead_letters")],
             set(expected),
+        )
+        missing = sorted(sent[rid] for rid in expected.keys() - outcomes.keys())
+        exits = [worker.poll() for worker in workers]  # None: still running
+        assert not missing, (
+            f"no outcome for (bot, partition) {missing}; worker exit codes {exits}\n"
+            f"{worker_logs(homes)}"
         )
         assert_exactly_once(outcomes, set(expected))
         answered_by = set()
