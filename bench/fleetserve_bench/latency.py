@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -32,7 +32,7 @@ from fleetserve.kafka.clients import consumer, producer
 from fleetserve_bench.metrics_scrape import running_workers
 from fleetserve_bench.procstat import cpu_seconds
 from fleetserve_bench.scenarios import baseline_process, new_topic
-from fleetserve_bench.stats import percentiles
+from fleetserve_bench.stats import p50_by_fifth, percentiles, queueing
 from fleetserve_bench.traffic import zipf_bots
 from fleetserve_bench.world import BenchWorld
 
@@ -167,6 +167,7 @@ def measure_latency(
         cpu = cpu_seconds([*pids, world.broker_pid]) - cpu_before
     latencies = [arrivals.seen[r] - sender.sent[r] for r in ids if r in arrivals.seen]
     logger.info("latency %s: %d of %d arrived", system, arrived, len(ids))
+    fifths = p50_by_fifth(latencies)
     return {
         "system": system,
         "offered_per_s": pace.rate_per_s,
@@ -176,6 +177,8 @@ def measure_latency(
         "arrived": arrived,
         "warm_up_arrived": f"{warmed}/{len(warm)}",
         "latency_ms": percentiles(latencies),
+        "p50_by_fifth_ms": fifths,
+        "queueing": queueing(fifths),
         "cpu_s_system_and_broker": round(cpu, 2),
         "outputs": arrived,
     }
@@ -187,16 +190,21 @@ def latency_side_by_side(
     pace: Pace,
     deliveries: Sequence[str] = ("exactly-once", "at-least-once"),
 ) -> dict[str, Any]:
-    """The relay (two hops), then fleetserve in each of ``deliveries``, one after another."""
+    """The relay (two hops), then fleetserve in each of ``deliveries``, one after another.
+
+    Every system and rate gets topics of its own, so no run reads or writes partitions an
+    earlier one filled (the development broker slows down as a partition's batches grow).
+    """
     results = []
-    relay_in, relay_out = "bench-lat-relay.in", "bench-lat-relay.out"
+    rate = f"{pace.rate_per_s:g}"
+    relay_in, relay_out = f"bench-lat-{rate}-relay.in", f"bench-lat-{rate}-relay.out"
     results.append(
         measure_latency(
             world, "relay", _relay_up(world, relay_in, relay_out), relay_in, relay_out, pace
         )
     )
     for delivery in deliveries:
-        prefix = f"bench-lat-{delivery}."
+        prefix = f"bench-lat-{rate}-{delivery}."
         topics = world.namespace(prefix)
         up = _workers_up(world, workers, prefix, delivery)
         results.append(
@@ -209,20 +217,52 @@ def latency_side_by_side(
                 pace,
             )
         )
+    return {"offered_per_s": pace.rate_per_s, "systems": results, "ratios": latency_ratios(results)}
+
+
+def latency_sweep(
+    world: BenchWorld,
+    workers: int,
+    rates: Sequence[float],
+    headline_rate: float,
+    pace: Pace,
+    deliveries: Sequence[str] = ("exactly-once", "at-least-once"),
+) -> dict[str, Any]:
+    """Every system at each offered rate, lowest first (``pace`` gives duration and skew).
+
+    One rate alone can mislead: past the rate the box serves (broker, producer, reader and
+    system on the same cores), every system only queues, and the ratios compare backlogs.
+    So the result names the rates at which the relay itself queued, and compares the
+    systems at the highest rate it served without queueing as well as at ``headline_rate``.
+    """
+    points = [
+        latency_side_by_side(world, workers, replace(pace, rate_per_s=rate), deliveries)
+        for rate in sorted(set(rates))
+    ]
+    headline = next(p for p in points if p["offered_per_s"] == headline_rate)
+    served = [p for p in points if not relay_queued(p)]
     return {
         "scenario": "latency",
         "producer_linger": LINGER_NOTE,
         "reader_fetch_wait_max_ms": READER_FETCH_WAIT_MS,
-        "offered_per_s": pace.rate_per_s,
         "duration_s": pace.duration_s,
         "why_this_long": (
             "at most one record batch per partition per 5 ms linger: "
             f"<= {int(pace.duration_s * 200):,} batches per partition, far below the "
             "~10,000 where the development broker slows down"
         ),
-        "systems": results,
-        "ratios": latency_ratios(results),
+        "rates": points,
+        # The headline rate's figures at the top level, as before the sweep.
+        "offered_per_s": headline_rate,
+        "systems": headline["systems"],
+        "ratios": headline["ratios"],
+        "relay_queued_at_headline": relay_queued(headline),
+        "comparable": served[-1] if served else None,
     }
+
+
+def relay_queued(point: dict[str, Any]) -> bool:
+    return any(s["system"] == "relay" and s["queueing"] for s in point["systems"])
 
 
 def latency_ratios(results: Sequence[dict[str, Any]]) -> dict[str, float | None]:
@@ -246,7 +286,7 @@ def _workers_up(world: BenchWorld, workers: int, prefix: str, delivery: str) -> 
     @contextmanager
     def up() -> Iterator[list[int]]:
         extra = ["--delivery", delivery]
-        with running_workers(world, workers, f"bench-lat-{delivery}", extra, prefix) as group:
+        with running_workers(world, workers, f"{prefix}workers", extra, prefix) as group:
             yield [member.pid for member in group]
 
     return up

@@ -11,7 +11,7 @@ from typing import Any
 
 from fleetserve_bench import report
 from fleetserve_bench.density import density_run
-from fleetserve_bench.latency import Pace, latency_side_by_side
+from fleetserve_bench.latency import Pace, latency_sweep
 from fleetserve_bench.machine import describe_machine
 from fleetserve_bench.rebalance import rebalance_run
 from fleetserve_bench.scaling import scaling_plot, scaling_points, scaling_result
@@ -37,7 +37,9 @@ class BenchPlan:
     queries: int
     no_cache_queries: int
     faust_queries: int
-    latency_fraction: float
+    latency_fractions: tuple[float, ...]
+    """Offered rates as fractions of the saturation just measured; the last is the headline
+    (the issue's 25 %), the lower ones show where each system starts to queue."""
     latency_s: float
     workers: int = 2
     # Quick runs measure fleetserve's default delivery only: each system costs a group
@@ -65,7 +67,7 @@ class BenchPlan:
     @classmethod
     def quick(cls) -> BenchPlan:
         return cls(bots=40, queries=10_000, no_cache_queries=2_000, faust_queries=300,
-                   latency_fraction=0.25, latency_s=2, timeout_s=60,
+                   latency_fractions=(0.25,), latency_s=2, timeout_s=60,
                    latency_deliveries=("exactly-once",))  # fmt: skip
 
     @classmethod
@@ -73,7 +75,8 @@ class BenchPlan:
         # latency_s: a paced producer writes at most one batch per partition per 5 ms
         # linger, so 10 s stays far below the ~10,000 batches where Tansu slows down.
         return cls(bots=1_000, queries=200_000, no_cache_queries=20_000, faust_queries=3_000,
-                   latency_fraction=0.25, latency_s=10, density_bots=10_000, rebalance=True,
+                   latency_fractions=(0.02, 0.06, 0.12, 0.25), latency_s=10,
+                   density_bots=10_000, rebalance=True,
                    scaling_actives=(10, 100, 1_000), scaling_pass_sizes=(500, 2_000))  # fmt: skip
 
 
@@ -119,18 +122,22 @@ def run_bench(plan: BenchPlan, out: Path, quick: bool, say: Echo) -> dict[str, d
         for system in systems:
             echo(f"throughput {system.system}: {system.per_s:,.0f}/s over {system.outputs:,}")
         results["throughput"] = throughput_result(plan, systems)
-        # A stated fraction of the saturation just measured: beyond saturation latency is
-        # only queueing, and says nothing about the path a query takes.
-        offered = max(100.0, round(plan.latency_fraction * systems[0].per_s, -2))
-        pace = Pace(offered, plan.latency_s, plan.zipf_s)
-        latency = latency_side_by_side(world, plan.workers, pace, plan.latency_deliveries)
+        # Fractions of the saturation just measured, each with the same paced producer.
+        rates = [max(100.0, round(f * systems[0].per_s, -2)) for f in plan.latency_fractions]
+        pace = Pace(rates[-1], plan.latency_s, plan.zipf_s)
+        latency = latency_sweep(world, plan.workers, rates, rates[-1], pace,
+                                plan.latency_deliveries)  # fmt: skip
         results["latency"] = {
             **latency,
             "bots": plan.bots,
-            "fraction_of_saturation": plan.latency_fraction,
+            "fraction_of_saturation": plan.latency_fractions[-1],
+            "fractions_of_saturation": plan.latency_fractions,
         }
-        for measured in latency["systems"]:
-            echo(f"latency {measured['system']} at {offered:,.0f} q/s: {measured['latency_ms']}")
+        for point in latency["rates"]:
+            for measured in point["systems"]:
+                queued = " (queueing)" if measured["queueing"] else ""
+                echo(f"latency {measured['system']} at {point['offered_per_s']:,.0f} q/s: "
+                     f"{measured['latency_ms']}{queued}")  # fmt: skip
         if plan.scaling_actives:
             points = scaling_points(
                 world, plan.scaling_actives, plan.scaling_pass_sizes, plan.scaling_queries,

@@ -45,3 +45,25 @@ def sustained_rate(timestamps_ms: Sequence[float]) -> float:
     ordered = sorted(timestamps_ms)
     low, high = len(ordered) // 10, (len(ordered) * 9) // 10
     return rate_per_s(high - low, ordered[low], ordered[high])
+
+
+# A run queues when its last fifth waited this much longer than its first (and twice as
+# long): the offered rate is above what the system serves, so latency is backlog.
+QUEUEING_GROWTH_MS = 50.0
+QUEUEING_FACTOR = 2.0
+
+
+def p50_by_fifth(values_in_send_order: Sequence[float]) -> list[float]:
+    """The median of each fifth of a run, in the order the queries were sent."""
+    if len(values_in_send_order) < 5:
+        return []
+    fifths = np.array_split(np.asarray(values_in_send_order, dtype=np.float64), 5)
+    return [round(float(np.median(part)), 3) for part in fifths]
+
+
+def queueing(fifths: Sequence[float]) -> bool:
+    """Latency grew through the run: a backlog built up, so the rate was not served."""
+    if len(fifths) < 2:
+        return False
+    first, last = fifths[0], fifths[-1]
+    return last - first > QUEUEING_GROWTH_MS and last > QUEUEING_FACTOR * first
