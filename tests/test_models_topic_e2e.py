@@ -47,6 +47,7 @@ from support.kafka import (
     ProducerFactory,
     unique_name,
 )
+from support.kafka_log import read_committed_log
 from support.serving import assert_exactly_once, clean_env, collect, state_dir, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -88,6 +89,21 @@ def flush_delivered(client: Producer, failures: list[str]) -> None:
     """The test's own queries all reached the broker: a lost one is not the workers'."""
     assert client.flush(30) == 0, "the test's queries were not all delivered in 30 s"
     assert not failures, f"the broker refused test queries: {failures[:3]}"
+
+
+def fates(bootstrap: str, topics: list[str], request_ids: set[str]) -> dict[str, list[str]]:
+    """Where each request id's outcome is in the raw logs: committed, aborted or still in an
+    open transaction (hidden from ``read_committed`` readers), or nowhere."""
+    found: dict[str, list[str]] = {rid: [] for rid in request_ids}
+    for topic in topics:
+        log = read_committed_log(bootstrap, topic)
+        for fate, held in (("committed", log.committed), ("aborted", log.aborted),
+                           ("open", log.open)):  # fmt: skip
+            for record in held:
+                rid = orjson.loads(record.value or b"{}").get("request_id")
+                if rid in found:
+                    found[rid].append(f"{fate} {topic}[{record.partition}]@{record.offset}")
+    return found
 
 
 def worker_logs(homes: list[Path], lines: int = 40) -> str:
@@ -173,17 +189,17 @@ def test_two_workers_with_empty_disks_serve_what_a_third_process_built_and_deplo
         }
         expected = {request_id: bot for request_id, (bot, _partition) in sent.items()}
         flush_delivered(client, failures)
-        outcomes = collect(
-            consumer_factory,
-            [declared.name("replies"), declared.name("dead_letters")],
-            set(expected),
-        )
-        missing = sorted(sent[rid] for rid in expected.keys() - outcomes.keys())
-        exits = [worker.poll() for worker in workers]  # None: still running
-        assert not missing, (
-            f"no outcome for (bot, partition) {missing}; worker exit codes {exits}\n"
-            f"{worker_logs(homes)}"
-        )
+        outputs = [declared.name("replies"), declared.name("dead_letters")]
+        outcomes = collect(consumer_factory, outputs, set(expected))
+        missing = expected.keys() - outcomes.keys()
+        if missing:  # say where they are, so a rare failure explains itself
+            where = fates(kafka_bootstrap, outputs, missing)
+            exits = [worker.poll() for worker in workers]  # None: still running
+            pytest.fail(
+                f"no outcome read for {len(missing)} queries: "
+                f"{ {rid: (sent[rid], where[rid]) for rid in sorted(missing)} }; "
+                f"worker exit codes {exits}\n{worker_logs(homes)}"
+            )
         assert_exactly_once(outcomes, set(expected))
         answered_by = set()
         for request_id, bot in expected.items():
