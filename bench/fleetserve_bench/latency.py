@@ -224,20 +224,21 @@ def latency_sweep(
     world: BenchWorld,
     workers: int,
     rates: Sequence[float],
-    headline_rate: float,
     pace: Pace,
     deliveries: Sequence[str] = ("exactly-once", "at-least-once"),
 ) -> dict[str, Any]:
-    """Every system at each offered rate, lowest first (``pace`` gives duration and skew).
+    """Every system at each of ``rates`` and at ``pace``'s own rate (the headline), lowest
+    first, each for ``pace``'s duration and skew.
 
     One rate alone can mislead: past the rate the box serves (broker, producer, reader and
     system on the same cores), every system only queues, and the ratios compare backlogs.
     So the result names the rates at which the relay itself queued, and compares the
-    systems at the highest rate it served without queueing as well as at ``headline_rate``.
+    systems at the highest rate it served without queueing as well as at the headline.
     """
+    headline_rate = pace.rate_per_s
     points = [
         latency_side_by_side(world, workers, replace(pace, rate_per_s=rate), deliveries)
-        for rate in sorted(set(rates))
+        for rate in sorted({*rates, headline_rate})
     ]
     headline = next(p for p in points if p["offered_per_s"] == headline_rate)
     served = [p for p in points if not relay_queued(p)]

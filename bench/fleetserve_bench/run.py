@@ -125,8 +125,7 @@ def run_bench(plan: BenchPlan, out: Path, quick: bool, say: Echo) -> dict[str, d
         # Fractions of the saturation just measured, each with the same paced producer.
         rates = [max(100.0, round(f * systems[0].per_s, -2)) for f in plan.latency_fractions]
         pace = Pace(rates[-1], plan.latency_s, plan.zipf_s)
-        latency = latency_sweep(world, plan.workers, rates, rates[-1], pace,
-                                plan.latency_deliveries)  # fmt: skip
+        latency = latency_sweep(world, plan.workers, rates, pace, plan.latency_deliveries)
         results["latency"] = {
             **latency,
             "bots": plan.bots,
