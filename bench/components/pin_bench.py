@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 from fleetserve.builder.config import BuildConfig
@@ -22,20 +21,20 @@ from fleetserve.cache.model_cache import ModelCache
 from fleetserve.core.route import Route
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import write_result
+from fleetserve_bench.procstat import best_cpu_seconds
 from fleetserve_bench.world import ensure_fleet, fleet_store_dir, newest_route
 
 
 def cpu_us_per_route(cache: ModelCache, routes: list[Route], rounds: int) -> float:
     with cache.pinned(routes):  # every model loaded once
         pass
-    best = float("inf")
-    for _ in range(7):
-        started = time.process_time()
+
+    def passes() -> None:
         for _ in range(rounds):
             with cache.pinned(routes) as models:
                 assert len(models) == len(routes)
-        best = min(best, time.process_time() - started)
-    return best / (rounds * len(routes)) * 1e6
+
+    return best_cpu_seconds(passes, 7) / (rounds * len(routes)) * 1e6
 
 
 def main() -> None:

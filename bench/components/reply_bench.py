@@ -13,7 +13,6 @@ pass's output. CPU time is the process's own (``time.process_time``), best of 7.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from fleetserve.serving.outcomes import OutcomeConfig, OutcomeWriter
 from fleetserve.serving.outputs import PassResult
 from fleetserve.serving.replies import ChunkShared, build_reply
 from fleetserve_bench.machine import write_result
+from fleetserve_bench.procstat import best_cpu_seconds
 from fleetserve_bench.traffic import query_value
 
 LABELS = tuple(f"intent_{i}" for i in range(15))
@@ -73,13 +73,12 @@ def cpu_us_per_reply(count: int, rounds: int) -> float:
 
     for _ in range(rounds):
         one_pass()
-    best = float("inf")
-    for _ in range(7):
-        started = time.process_time()
+
+    def passes() -> None:
         for _ in range(rounds):
             one_pass()
-        best = min(best, time.process_time() - started)
-    return best / (rounds * count) * 1e6
+
+    return best_cpu_seconds(passes, 7) / (rounds * count) * 1e6
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from fleetserve.contracts.schemas import MessageKind
 from fleetserve.stats.record import FlushInfo, stats_record
 from fleetserve.stats.summary import StatsKey, Summary
 from fleetserve_bench.machine import write_result
+from fleetserve_bench.procstat import best_cpu_seconds
 
 Serialize = Callable[[dict[str, Any]], bytes]
 
@@ -56,13 +57,12 @@ def pending(keys: int, seed: int = 1) -> dict[StatsKey, Summary]:
 def flush_cost_us(summaries: dict[StatsKey, Summary], serialize: Serialize, rounds: int) -> float:
     now_ms = time.time_ns() // 1_000_000
     flush = FlushInfo("w-bench", "g-bench", now_ms, 1, now_ms - 2_000, now_ms)
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.process_time()
+
+    def flush_all() -> None:
         for key, summary in summaries.items():
             serialize(stats_record(key, summary, flush))
-        best = min(best, time.process_time() - started)
-    return best / len(summaries) * 1e6
+
+    return best_cpu_seconds(flush_all, rounds) / len(summaries) * 1e6
 
 
 def main() -> None:
