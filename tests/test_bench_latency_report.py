@@ -3,9 +3,10 @@ relay itself queued carry no verdict (they compare backlogs, not paths). Pure lo
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from fleetserve_bench.latency import latency_ratios, relay_queued
+from fleetserve_bench.latency import Cores, CoresMeter, latency_ratios, relay_queued
 from fleetserve_bench.report import latency_rows
 from fleetserve_bench.stats import p50_by_fifth, queueing
 
@@ -84,3 +85,23 @@ def test_results_written_before_the_sweep_still_read() -> None:
     single = point(3600, 2060, 845, 465, False)
     rows = latency_rows({**single, "offered_per_s": 3600})
     assert len([r for r in rows if r[1].endswith(" ms")]) == 3
+
+
+def test_each_run_says_how_busy_the_box_was() -> None:
+    cores = Cores(seconds=10.0, system=0.45, broker=1.1, load_and_reader=0.37)
+    assert cores.shares() == {"system": 0.45, "broker": 1.1, "load_and_reader": 0.37, "box": 1.92}
+    busy = {**system("relay", 17, 68, False), "cores": cores.shares()}
+    rows = latency_rows(sweep([{**point(600, 17, 60, 20, False), "systems": [busy]}]))
+    assert rows[0][1] == "17.0 / 68.0 ms; box 1.92 cores, broker 1.10"
+
+
+def test_the_meter_counts_this_process_and_nothing_it_was_not_given() -> None:
+    meter = CoresMeter([], broker_pid=0)
+    deadline = time.perf_counter() + 0.2
+    while time.perf_counter() < deadline:  # this process's own work: the load generator's
+        pass
+    cores = meter.read()
+    assert cores.system == 0  # no pids given: nothing counted
+    assert cores.broker == 0  # pid 0 has no /proc entry: a gone process counts 0
+    # Its own busy loop shows (however contended the machine), and one thread is one core.
+    assert 0 < cores.load_and_reader <= 1.05

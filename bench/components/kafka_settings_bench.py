@@ -8,6 +8,13 @@ pass's queries. This measures, against a fresh embedded broker on this machine, 
 producer's ``compression.type`` (none, lz4, zstd) and ``linger.ms`` and the consumer's
 ``fetch.min.bytes`` / ``fetch.wait.max.ms`` cost: CPU-us per record of this process
 (librdkafka's threads included) and of the broker, and the bytes the broker had to take.
+
+It also measures what ``fetch.wait.max.ms`` costs a consumer with nothing to read, which is
+every worker between queries: the broker's CPU while one consumer sits on an empty
+12-partition topic, and the one-hop latency of single records sent at random moments to
+that consumer. Tansu answers an empty fetch only after (part of) the wait, so the wait
+trades the broker's idle CPU for latency there; Apache Kafka answers as soon as data
+arrives, so there a long wait costs neither.
 The records are real replies of the bench's shape, with distinct request ids and texts, so
 compression sees what it would see in production. Process CPU time is used, so other jobs
 on the machine do not inflate the figures (they may still stretch wall times).
@@ -16,6 +23,8 @@ on the machine do not inflate the figures (they may still stretch wall times).
 from __future__ import annotations
 
 import argparse
+import random
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +37,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fleetserve.broker.embedded import EmbeddedBroker
 from fleetserve_bench.machine import write_result
 from fleetserve_bench.procstat import cpu_seconds
+from fleetserve_bench.stats import percentiles
 
 PASS = 500
 
@@ -117,6 +127,63 @@ def consume_run(
     }
 
 
+IDLE_WAITS_MS = (1, 5, 20, 100, 500)
+IDLE_SECONDS = 5.0
+SPARSE_RECORDS = 40
+
+
+def idle_run(bootstrap: str, broker_pid: int, topic: str, wait_ms: int) -> dict[str, Any]:
+    """Broker CPU with one consumer idle on ``topic``, then the latency of sparse records."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": wait_ms,
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, -1) for p in partitions])  # the end: nothing yet
+    arrived: dict[bytes, float] = {}
+    stop = threading.Event()
+
+    def poll() -> None:  # librdkafka's fetch loop runs whatever this thread does
+        while not stop.is_set():
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None and message.value():
+                arrived[message.value() or b""] = time.perf_counter()
+
+    reader = threading.Thread(target=poll, daemon=True)
+    reader.start()
+    time.sleep(1.0)  # assignment and the first fetches settle
+    broker_before, started = cpu_seconds([broker_pid]), time.perf_counter()
+    time.sleep(IDLE_SECONDS)
+    idle_cores = (cpu_seconds([broker_pid]) - broker_before) / (time.perf_counter() - started)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    rng = random.Random(wait_ms)  # noqa: S311 - send times, not secrets
+    sent: dict[bytes, float] = {}
+    for n in range(SPARSE_RECORDS):
+        time.sleep(rng.uniform(0.05, 0.25))  # a random phase against the fetch cycle
+        value = f"sparse-{n}".encode()
+        sent[value] = time.perf_counter()
+        producer.produce(topic, value=value, partition=n % len(partitions))
+        producer.flush(10)
+    deadline = time.perf_counter() + 10
+    while len(arrived) < len(sent) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    reader.join()
+    consumer.close()
+    latencies = [1000 * (arrived[v] - sent[v]) for v in sent if v in arrived]
+    return {
+        "fetch.wait.max.ms": wait_ms,
+        "broker_cores_idle": round(idle_cores, 3),
+        "records": len(sent),
+        "arrived": len(latencies),
+        "one_hop_ms": percentiles(latencies),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -151,12 +218,18 @@ def main() -> None:
                 consume_run(broker.bootstrap_servers, pid, "settings-0", config, args.records)
             )
             print(consumed[-1])
+        admin.create_topics([NewTopic("settings-idle", 12, 1)])["settings-idle"].result(10)
+        idle = []
+        for wait_ms in IDLE_WAITS_MS:
+            idle.append(idle_run(broker.bootstrap_servers, pid, "settings-idle", wait_ms))
+            print(idle[-1])
     fields = {
         "records": args.records,
         "reply_bytes_mean": round(sum(map(len, values)) / len(values)),
         "pass_size": PASS,
         "produce": produced,
         "consume": consumed,
+        "idle_fetch": idle,
     }
     write_result(args.out, "kafka_settings", fields)
 

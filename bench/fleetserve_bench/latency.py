@@ -153,6 +153,46 @@ class PacedProducer:
 SystemUp = Callable[[], AbstractContextManager[list[int]]]
 
 
+@dataclass(frozen=True)
+class Cores:
+    """Mean cores used over a run: the system's processes, the broker, and this process
+    (the paced producer and the reader, librdkafka's threads included)."""
+
+    seconds: float
+    system: float
+    broker: float
+    load_and_reader: float
+
+    def shares(self) -> dict[str, float]:
+        return {
+            "system": round(self.system, 2),
+            "broker": round(self.broker, 2),
+            "load_and_reader": round(self.load_and_reader, 2),
+            "box": round(self.system + self.broker + self.load_and_reader, 2),
+        }
+
+
+class CoresMeter:
+    """Started at construction; :meth:`read` gives the cores used since."""
+
+    def __init__(self, pids: Sequence[int], broker_pid: int) -> None:
+        self.pids, self.broker_pid = list(pids), broker_pid
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, float, float, float]:
+        return (
+            time.perf_counter(),
+            cpu_seconds(self.pids),
+            cpu_seconds([self.broker_pid]),
+            time.process_time(),
+        )
+
+    def read(self) -> Cores:
+        wall, *used = (b - a for a, b in zip(self._start, self._now(), strict=True))
+        wall = max(wall, 1e-9)
+        return Cores(wall, *(u / wall for u in used))
+
+
 def measure_latency(
     world: BenchWorld, system: str, up: SystemUp, queries: str, outputs: str, pace: Pace
 ) -> dict[str, Any]:
@@ -161,10 +201,10 @@ def measure_latency(
         sender = PacedProducer(world, queries)
         warm = sender.warm_up(world.bot_ids, f"{system}-warm")
         warmed = arrivals.wait_for(warm, 120)
-        cpu_before = cpu_seconds([*pids, world.broker_pid])
+        meter = CoresMeter(pids, world.broker_pid)
         ids, achieved = sender.run(pace, world.bot_ids, system)
         arrived = arrivals.wait_for(ids, 60)
-        cpu = cpu_seconds([*pids, world.broker_pid]) - cpu_before
+        cores = meter.read()
     latencies = [arrivals.seen[r] - sender.sent[r] for r in ids if r in arrivals.seen]
     logger.info("latency %s: %d of %d arrived", system, arrived, len(ids))
     fifths = p50_by_fifth(latencies)
@@ -179,7 +219,8 @@ def measure_latency(
         "latency_ms": percentiles(latencies),
         "p50_by_fifth_ms": fifths,
         "queueing": queueing(fifths),
-        "cpu_s_system_and_broker": round(cpu, 2),
+        "cpu_s_system_and_broker": round(cores.seconds * (cores.system + cores.broker), 2),
+        "cores": cores.shares(),
         "outputs": arrived,
     }
 

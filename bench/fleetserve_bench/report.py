@@ -89,6 +89,9 @@ def latency_rows(latency: Mapping[str, Any] | None) -> list[Row]:
             lat = system["latency_ms"]
             queueing = " (queueing)" if system.get("queueing") else ""
             measured = f"{lat.get('p50', 0):.1f} / {lat.get('p99', 0):.1f} ms"
+            cores = system.get("cores")
+            if cores:  # a box near its cores measures contention, not the system
+                measured += f"; box {cores['box']:.2f} cores, broker {cores['broker']:.2f}"
             rows.append((f"latency p50 / p99, {system['system']}, "
                          f"{point['offered_per_s']:,.0f} q/s, two hops{queueing}",
                          measured, "-", "-"))  # fmt: skip
