@@ -8,12 +8,15 @@ answer is preceded by a reply to someone else's request that the client must ign
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -393,3 +396,46 @@ def test_ask_command_prints_reply_dead_letter_and_timeout(
     silent = ask_cli(kafka_bootstrap, topics, "silent", "hi", "--timeout", "0.5")
     assert silent.exit_code == 3
     assert "no reply or dead letter" in silent.stderr
+
+
+def connections_to(port: int) -> int:
+    """This process's established TCP connections to ``port`` on the loopback."""
+    own = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                own.add(target[len("socket:[") : -1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[3] == "01" and fields[9] in own:
+                    count += 1  # state 01: ESTABLISHED
+    return count
+
+
+@pytest.mark.kafka
+def test_close_releases_the_clients_broker_connections(
+    kafka_settings: KafkaSettings, topics: Topics
+) -> None:
+    """A closed client that is still referenced (a caller's variable, a frame) must not
+    keep its producer connected: a broker stopping after it waited for that connection."""
+    port = int(kafka_settings.bootstrap_servers.rsplit(":", 1)[1])
+    before = connections_to(port)
+    client = FleetClient(
+        kafka_settings,
+        queries_topic=topics.queries,
+        replies_topic=topics.replies,
+        dead_letters_topic=topics.dead_letters,
+    ).start()
+    assert connections_to(port) > before
+    client.close()
+    deadline = time.monotonic() + 5
+    while connections_to(port) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert connections_to(port) <= before
+    with pytest.raises(RuntimeError, match="close"):
+        client.send("bank", "hi")

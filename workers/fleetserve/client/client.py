@@ -202,10 +202,14 @@ class FleetClient:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 logger.warning("the FleetClient router did not stop within %gs", timeout_s)
-            elif self._consumer is not None:
-                # Closed only once the router is gone: it polls this consumer.
-                self._consumer.close()
-                self._consumer = None
+            else:
+                # Released only once the router is gone: it polls both. A producer has no
+                # close(); dropping the last reference disconnects it, where keeping it
+                # held its broker connections for as long as this object lived.
+                if self._consumer is not None:
+                    self._consumer.close()
+                    self._consumer = None
+                self._producer = None
         self._fail_all(RuntimeError("the FleetClient was closed before an answer arrived"))
 
     def __enter__(self) -> FleetClient:
@@ -228,7 +232,7 @@ class FleetClient:
         anything is sent.
         """
         if self._producer is None:
-            raise RuntimeError("call FleetClient.start() before sending")
+            raise RuntimeError("call FleetClient.start() before sending (or after close())")
         query = make_query(bot_id, text, **query_fields)
         request_id: str = query["request_id"]
         key = bot_id.encode()
