@@ -232,7 +232,7 @@ class FleetClient:
         anything is sent.
         """
         if self._producer is None:
-            raise RuntimeError("call FleetClient.start() before sending (or after close())")
+            raise RuntimeError("the FleetClient is not started, or was closed: start() it first")
         query = make_query(bot_id, text, **query_fields)
         request_id: str = query["request_id"]
         key = bot_id.encode()

@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Final
 
 EMPTY_FETCH_WAIT_MS: Final = 5
-"""Tansu holds an empty fetch for the whole ``fetch.wait.max.ms`` even when data arrives,
+"""Tansu holds an empty fetch for much of ``fetch.wait.max.ms`` even when data arrives,
 so librdkafka's 500 ms default added up to 500 ms to every query at low load. Apache
 Kafka answers as soon as data arrives; there the lower wait only means more empty
 fetches from an idle consumer. The worker's ``--fetch-wait-max-ms`` default.
 
 The price on Tansu is its CPU: one consumer idle on 12 partitions kept it at 0.16 cores
 with 5 ms, 0.05 with 100 ms and 0.01 with 500 ms, for a one-hop p50 of 2.7, 16.0 and
-129.3 ms (``bench/components/kafka_settings_bench.py``, "idle_fetch")."""
+129.3 ms (a fetch held in full would give half the wait: Tansu answers partway into it).
+Measured by ``bench/components/kafka_settings_bench.py`` ("idle_fetch")."""
 
 COMPACTED_ENDS_UNDER_REPORT: Final = 0.5
 """Seconds of silence a reader of a compacted topic waits after reaching the ends it was
