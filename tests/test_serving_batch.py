@@ -321,6 +321,43 @@ def test_an_inference_error_becomes_a_dead_letter_reason(built: BuiltBots) -> No
     assert "onnxruntime says no" in failure.message
 
 
+class NonFiniteSession:
+    """A real session whose scores come back NaN in one row (a numerically broken model)."""
+
+    def __init__(self, real: Any, bad_row: int) -> None:
+        self.real, self.bad_row = real, bad_row
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        (probs,) = self.real.run(*args, **kwargs)
+        probs = probs.copy()
+        probs[self.bad_row, 0] = float("nan")
+        return [probs]
+
+
+def test_non_finite_scores_fail_only_their_bots_chunk(built: BuiltBots) -> None:
+    """A numerically broken model fails its own chunk; the rest of the pass is answered."""
+    good, broken_bot, other = built.bot_ids[:3]
+    routes = {bot: built.route(bot) for bot in (good, broken_bot, other)}
+    real = load(built, routes[broken_bot])
+    broken = Model(real.route, NonFiniteSession(real.session, 1), real.metadata, real.quantization)
+    queries = [decoded(query_value(bot)) for bot in (good, broken_bot, broken_bot, other)]
+    plan = plan_batch(queries, lambda bot, _stage: routes[bot], NOW)
+    models: Models = {
+        routes[good]: load(built, routes[good]),
+        routes[broken_bot]: broken,
+        routes[other]: load(built, routes[other]),
+    }
+    outcome = answer_batch(plan, models, context())
+    assert sorted(r.value["bot_id"] for r in outcome.replies) == sorted([good, other])
+    assert len(outcome.failed) == 2  # both of the broken bot's queries: its chunk failed
+    for _, failure in outcome.failed:
+        assert (failure.reason, failure.phase) == ("inference_error", "infer")
+        assert failure.route == routes[broken_bot]
+        assert "non-finite" in failure.message
+    for reply in outcome.replies:
+        assert all(0.0 <= entry["score"] <= 1.0 for entry in reply.value["top_k"])
+
+
 def test_a_deadline_that_passes_during_inference_is_not_answered(built: BuiltBots) -> None:
     bot = built.bot_ids[0]
     route = built.route(bot)
