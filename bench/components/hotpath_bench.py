@@ -46,6 +46,7 @@ from fleetserve.serving.heap import settle_heap
 from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import describe_machine
+from fleetserve_bench.procstat import best_cpu_seconds
 from fleetserve_bench.traffic import query_value, zipf_weights
 from fleetserve_bench.world import ensure_fleet, fleet_store_dir, newest_route
 
@@ -128,12 +129,14 @@ def measure(
 ) -> dict[str, Any]:
     run_passes(proc, records, pass_size)  # warm: every model loaded, caches filled
     settle_heap()  # as `fleetserve worker` does once it serves
-    best = float("inf")
-    replies = dead = 0
-    for _ in range(repeats):
-        cpu = time.process_time()
-        replies, dead = run_passes(proc, records, pass_size)
-        best = min(best, time.process_time() - cpu)
+    counts = (0, 0)
+
+    def passes() -> None:
+        nonlocal counts
+        counts = run_passes(proc, records, pass_size)
+
+    best = best_cpu_seconds(passes, repeats)
+    replies, dead = counts
     distinct = [
         len({r.key for r in records[s : s + pass_size]}) for s in range(0, len(records), pass_size)
     ]
