@@ -6,7 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fleetserve_bench.latency import Cores, CoresMeter, latency_ratios, relay_queued
+from fleetserve_bench.latency import (
+    Cores,
+    CoresMeter,
+    latency_ratios,
+    relay_queued,
+    why_this_long,
+)
 from fleetserve_bench.report import latency_rows
 from fleetserve_bench.stats import p50_by_fifth, queueing
 
@@ -105,3 +111,12 @@ def test_the_meter_counts_this_process_and_nothing_it_was_not_given() -> None:
     assert cores.broker == 0  # pid 0 has no /proc entry: a gone process counts 0
     # Its own busy loop shows (however contended the machine), and one thread is one core.
     assert 0 < cores.load_and_reader <= 1.05
+
+
+def test_the_run_length_note_counts_batches_per_partition_at_each_rate() -> None:
+    # 200 q/s over 12 partitions is ~17 batches a second each; past 2,400 q/s the 5 ms
+    # linger caps a partition at 200 a second.
+    note = why_this_long(10, [200, 2_600, 10_000])
+    assert "200 q/s: ~167" in note
+    assert "2,600 q/s: ~2,000" in note
+    assert "10,000 q/s: ~2,000" in note

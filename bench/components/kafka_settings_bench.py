@@ -15,6 +15,13 @@ every worker between queries: the broker's CPU while one consumer sits on an emp
 that consumer. Tansu answers an empty fetch only after (part of) the wait, so the wait
 trades the broker's idle CPU for latency there; Apache Kafka answers as soon as data
 arrives, so there a long wait costs neither.
+
+And it measures how the development broker slows as one partition fills
+(``partition_growth``): single-record batches (what a paced producer at linger 5 ms and a
+worker's small passes write) are appended to one partition in steps, and after each step
+the one-hop latency of single records is measured, beside a fresh partition of another
+topic as the control, with the broker's CPU per appended batch. The steps stop once the
+p50 passes ``GROWTH_STOP_MS``: in one try, Tansu dropped every connection near 8,000.
 The records are real replies of the bench's shape, with distinct request ids and texts, so
 compression sees what it would see in production. Process CPU time is used, so other jobs
 on the machine do not inflate the figures (they may still stretch wall times).
@@ -184,6 +191,93 @@ def idle_run(bootstrap: str, broker_pid: int, topic: str, wait_ms: int) -> dict[
     }
 
 
+GROWTH_STEPS = (0, 1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 7_000)
+GROWTH_STOP_MS = 200.0
+GROWTH_PROBES = 30
+
+
+def one_hop_ms(bootstrap: str, topic: str, probes: int, seed: int) -> list[float]:
+    """One-hop latency of ``probes`` single records sent at random moments to partition 0."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 5,
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, -1)])
+    arrived: dict[bytes, float] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                arrived[message.value() or b""] = time.perf_counter()
+
+    reader = threading.Thread(target=poll, daemon=True)
+    reader.start()
+    time.sleep(1.0)  # assignment and the first fetches settle
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    rng = random.Random(seed)  # noqa: S311 - send times, not secrets
+    sent: dict[bytes, float] = {}
+    for n in range(probes):
+        time.sleep(rng.uniform(0.03, 0.1))
+        value = f"probe-{seed}-{n}".encode()
+        sent[value] = time.perf_counter()
+        producer.produce(topic, value=value, partition=0)
+        producer.flush(10)
+    deadline = time.perf_counter() + 5
+    while len(arrived.keys() & sent.keys()) < len(sent) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    reader.join()
+    consumer.close()
+    return [1000 * (arrived[v] - sent[v]) for v in sent if v in arrived]
+
+
+def append_batches(bootstrap: str, topic: str, count: int) -> None:
+    """``count`` single-record batches on partition 0 (linger 0, one record per batch)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "batch.num.messages": 1})
+    for n in range(count):
+        producer.produce(topic, value=b"x" * 100, partition=0)
+        if n % 50 == 49:  # a few requests in flight, as a paced producer has
+            producer.flush(30)
+    producer.flush(30)
+
+
+def partition_growth(admin: AdminClient, bootstrap: str, broker_pid: int) -> dict[str, Any]:
+    """One-hop latency on a partition as it fills with batches, and on a fresh one beside it."""
+    for topic in ("growth-filled", "growth-fresh"):
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+    steps: list[dict[str, Any]] = []
+    held = 0
+    for target in GROWTH_STEPS:
+        before = cpu_seconds([broker_pid])
+        append_batches(bootstrap, "growth-filled", target - held)
+        cpu_us = (cpu_seconds([broker_pid]) - before) / (target - held) * 1e6 if target else None
+        held = target
+        filled = one_hop_ms(bootstrap, "growth-filled", GROWTH_PROBES, target)
+        fresh = one_hop_ms(bootstrap, "growth-fresh", GROWTH_PROBES, target + 1)
+        steps.append({
+            "batches_held": target,
+            "broker_cpu_us_per_appended_batch": None if cpu_us is None else round(cpu_us, 1),
+            "arrived": len(filled),
+            "one_hop_ms": percentiles(filled),
+            "fresh_partition_one_hop_ms": percentiles(fresh),
+        })  # fmt: skip
+        print(steps[-1])
+        if len(filled) < GROWTH_PROBES or steps[-1]["one_hop_ms"]["p50"] > GROWTH_STOP_MS:
+            break
+    return {
+        "probes_per_step": GROWTH_PROBES,
+        "batch": "one 100-byte record per batch",
+        "stop_when_p50_over_ms": GROWTH_STOP_MS,
+        "steps": steps,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -223,6 +317,7 @@ def main() -> None:
         for wait_ms in IDLE_WAITS_MS:
             idle.append(idle_run(broker.bootstrap_servers, pid, "settings-idle", wait_ms))
             print(idle[-1])
+        growth = partition_growth(admin, broker.bootstrap_servers, pid)
     fields = {
         "records": args.records,
         "reply_bytes_mean": round(sum(map(len, values)) / len(values)),
@@ -230,6 +325,7 @@ def main() -> None:
         "produce": produced,
         "consume": consumed,
         "idle_fetch": idle,
+        "partition_growth": growth,
     }
     write_result(args.out, "kafka_settings", fields)
 

@@ -263,10 +263,10 @@ def paced_load(
     """Uniform queries at ``offered_per_s`` until the conductor is done (or ``limit_s``).
 
     Uniform, not Zipf: every partition gets a share of the load, so moving any of them
-    shows, and no partition of the embedded broker grows past the ~10,000 record batches
-    beyond which Tansu 0.6.0 (memory storage) takes seconds per fetch (measured: 12,000
-    one-record batches in one partition read at 558 records/s, 15,000 at 90/s, 10,000 at
-    5,900/s); a paced producer writes about one batch per query.
+    shows, and no partition of the embedded broker grows far: Tansu 0.6.0 (memory storage)
+    slows with each partition's record batches (one hop 2.2 ms empty, 7.1 at 2,000
+    one-record batches, seconds at 6,000: ``kafka_settings_bench.py``, partition_growth;
+    reads of 12,000 at 558 records/s); a paced producer writes about one batch per query.
     """
     texts = {bot: itertools.cycle(t) for bot, t in world.texts.items()}
     writer = producer(world.kafka, UPSTREAM)

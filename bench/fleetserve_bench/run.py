@@ -73,7 +73,7 @@ class BenchPlan:
     @classmethod
     def full(cls) -> BenchPlan:
         # latency_s: a paced producer writes at most one batch per partition per 5 ms
-        # linger, so 10 s stays far below the ~10,000 batches where Tansu slows down.
+        # linger, and on Tansu a partition's latency grows with its batches (latency.py).
         return cls(bots=1_000, queries=200_000, no_cache_queries=20_000, faust_queries=3_000,
                    latency_fractions=(0.02, 0.06, 0.12, 0.25), latency_s=10,
                    density_bots=10_000, rebalance=True,

@@ -16,9 +16,10 @@ so librdkafka's 500 ms default added up to 500 ms to every query at low load. Ap
 Kafka answers as soon as data arrives; there the lower wait only means more empty
 fetches from an idle consumer. The worker's ``--fetch-wait-max-ms`` default.
 
-The price on Tansu is its CPU: one consumer idle on 12 partitions kept it at 0.16 cores
-with 5 ms, 0.05 with 100 ms and 0.01 with 500 ms, for a one-hop p50 of 2.7, 16.0 and
-129.3 ms (a fetch held in full would give half the wait: Tansu answers partway into it).
+The price on Tansu is its CPU: one consumer idle on 12 partitions kept it at 0.15 cores
+with 5 ms, 0.03 with 100 ms and 0.01 with 500 ms, for a one-hop p50 of 2.5, 13.7 and
+119.2 ms (the run before: 0.16, 0.05, 0.01 cores; 2.7, 16.0, 129.3 ms). A fetch held in
+full would give half the wait: Tansu answers partway into it.
 Measured by ``bench/components/kafka_settings_bench.py`` ("idle_fetch")."""
 
 COMPACTED_ENDS_UNDER_REPORT: Final = 0.5
