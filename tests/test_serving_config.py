@@ -35,11 +35,13 @@ def test_env_sets_serving_values_and_flags_override_them() -> None:
             "FLEETSERVE_MODEL_MEMORY": "256MiB",
             "FLEETSERVE_OPS_PORT": "0",
             "FLEETSERVE_DELIVERY": "at-least-once",
+            "FLEETSERVE_LOAD_THREADS": "1",
         }
     )
     assert settings.serving.model_memory_bytes == 256 * 1024**2
     assert settings.serving.ops_port == 0
     assert settings.serving.delivery == "at-least-once"
+    assert settings.serving.load_threads == 1
     merged = serving_settings({"model_memory": "1GiB", "max_models": None}, settings.serving)
     assert merged.model_memory_bytes == GIB
     assert merged.delivery == "at-least-once"
@@ -51,6 +53,7 @@ def test_env_sets_serving_values_and_flags_override_them() -> None:
     [
         {"model_memory": "0"},
         {"max_models": 0},
+        {"load_threads": 0},
         {"max_bot_share": 0.0},
         {"delivery": "maybe"},
         {"nope": 1},

@@ -127,6 +127,8 @@ KNOBS: Final = (
          env="FLEETSERVE_MODEL_MEMORY"),
     Knob("max_models", "int", "Also cap the cached model count.", low=1,
          env="FLEETSERVE_MAX_MODELS"),
+    Knob("load_threads", "int", "Threads that load missed models beside the pass's own, "
+         "which loads one itself.", low=1, high=64, env="FLEETSERVE_LOAD_THREADS"),
     Knob("max_model_size", "size", "Refuse snapshots larger than this, e.g. 16MiB (the "
          "default is the factory's largest model).", env="FLEETSERVE_MAX_MODEL_SIZE"),
     Knob("replies_topic", "text", "Publish replies here instead of the declared replies "
