@@ -30,7 +30,7 @@ GATE_SPLIT = "word-dropped copies of the utterances"
 # gate a noise near its 0.5-point tolerance: CLINC150's int4 refits, five seeds x two draws
 # of copies, measured int4 - fp32 from -0.50 to +0.33 points on 600 copies, -0.17 to +0.14
 # on 5,000, -0.17 to +0.06 on all 15,000 and -0.16 to +0.04 on the test set. A sound model
-# could fail by chance, and the build then published int8 at twice the cap. 5,000 copies
+# could fail by chance, and the build then publishes int8 at twice the cap. 5,000 copies
 # cost a large bot 0.2 s; int8 keeps 600, which keeps fleet builds (where bots of 600+
 # utterances are common and int4 is not) within their time budget.
 GATE_SAMPLE: Final[Mapping[str, int]] = {"int4": 5_000, "int8": 600}
