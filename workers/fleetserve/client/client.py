@@ -34,6 +34,7 @@ from fleetserve.config.settings import KafkaSettings
 from fleetserve.contracts.codec import validate
 from fleetserve.contracts.messages import DeadLetterV1, ReplyV1
 from fleetserve.contracts.schemas import MessageKind
+from fleetserve.contracts.schemas import preload as preload_schemas
 from fleetserve.errors import ContractError, KafkaUnavailable, ReplyTimeout
 from fleetserve.kafka import devbroker
 from fleetserve.kafka.clients import consumer, producer
@@ -63,6 +64,7 @@ CONSUMER_CONFIG: Final[Mapping[str, Any]] = {
     # the demo read about 250 ms.
     "fetch.wait.max.ms": devbroker.EMPTY_FETCH_WAIT_MS,
 }
+CLIENT_CONTRACTS: Final = (MessageKind.QUERY, MessageKind.REPLY, MessageKind.DEAD_LETTER)
 POLL_BATCH: Final = 500
 POLL_TIMEOUT_S: Final = 0.1
 
@@ -155,6 +157,9 @@ class FleetClient:
         if self._thread is not None:
             raise RuntimeError("FleetClient.start() was already called")
         began = time.monotonic()
+        # The contracts' validators compile on first use: the query's after sent_at_ms was
+        # stamped, the reply's before the first answer was handed over.
+        preload_schemas(CLIENT_CONTRACTS)
         # First, so its idempotent producer id (a round trip) is fetched meanwhile.
         sender = producer(self._kafka, PRODUCER_CONFIG)
         listener = consumer(

@@ -23,6 +23,7 @@ from fleetserve.cache.loader import SnapshotLoader
 from fleetserve.cache.metrics import CacheMetrics
 from fleetserve.cache.model_cache import ModelCache
 from fleetserve.config.settings import Settings
+from fleetserve.contracts.schemas import preload as preload_schemas
 from fleetserve.core.backoff import BackoffPolicy
 from fleetserve.core.outcome import Verdict, WorkerIdentity
 from fleetserve.core.records import Coordinates, InboundRecord, Partition
@@ -204,6 +205,7 @@ class Worker:
             if not self._wait_for_control_topics():
                 return
             warm_up()  # numba's compiled featurizer, loaded before the first pass needs it
+            preload_schemas()  # compiled now: a broken schema stops start-up, not a pass
             self._committer = serving_committer(self.settings, self.processor.outcomes.rescue)
             self._committer.start()
             self._consumer = serving_consumer(self.settings)
