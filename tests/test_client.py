@@ -273,14 +273,19 @@ def responder(kafka_settings: KafkaSettings, topics: Topics) -> Iterator[Respond
     worker.close()
 
 
-@pytest.fixture
-def client(kafka_settings: KafkaSettings, topics: Topics) -> Iterator[FleetClient]:
-    with FleetClient(
-        kafka_settings,
+def new_client(kafka: KafkaSettings, topics: Topics) -> FleetClient:
+    """A client of ``topics``, not started."""
+    return FleetClient(
+        kafka,
         queries_topic=topics.queries,
         replies_topic=topics.replies,
         dead_letters_topic=topics.dead_letters,
-    ) as started:
+    )
+
+
+@pytest.fixture
+def client(kafka_settings: KafkaSettings, topics: Topics) -> Iterator[FleetClient]:
+    with new_client(kafka_settings, topics) as started:
         yield started
 
 
@@ -336,12 +341,7 @@ def test_client_listens_from_the_end_at_start(
     stale = encode(MessageKind.REPLY, reply_record(query, stand_in, intent="stale"))
     raw.produce(topics.replies, key=b"silent", value=stale)
     assert raw.flush(10) == 0
-    with FleetClient(
-        kafka_settings,
-        queries_topic=topics.queries,
-        replies_topic=topics.replies,
-        dead_letters_topic=topics.dead_letters,
-    ) as client:
+    with new_client(kafka_settings, topics) as client:
         request_id = client.send("silent", "hi", request_id="reused-id")
         with pytest.raises(ReplyTimeout):
             client.wait(request_id, 1.0)
@@ -426,12 +426,7 @@ def test_close_releases_the_clients_broker_connections(
     closed, waited for that connection and was killed."""
     port = int(kafka_settings.bootstrap_servers.rsplit(":", 1)[1])
     before = connections_to(port)
-    client = FleetClient(
-        kafka_settings,
-        queries_topic=topics.queries,
-        replies_topic=topics.replies,
-        dead_letters_topic=topics.dead_letters,
-    ).start()
+    client = new_client(kafka_settings, topics).start()
     assert connections_to(port) > before
     client.close()
     deadline = time.monotonic() + 5
@@ -449,12 +444,7 @@ def test_no_contract_compiles_after_start(kafka_settings: KafkaSettings, topics:
     first send, that time was stamped into the first query's queue time (a one-shot `ask`
     printed 33-56 ms round trips against 13-22 after). start() compiles what the client uses."""
     validator.cache_clear()
-    with FleetClient(
-        kafka_settings,
-        queries_topic=topics.queries,
-        replies_topic=topics.replies,
-        dead_letters_topic=topics.dead_letters,
-    ) as started:
+    with new_client(kafka_settings, topics) as started:
         compiled = validator.cache_info().misses
         assert compiled >= len(CLIENT_CONTRACTS)
         assert started.ask("bank", "hello", 15).kind == "reply"
