@@ -13,7 +13,8 @@ with the record batches it holds (``bench/components/kafka_settings_bench.py``,
 ``partition_growth``: p50 / p99 2.2 / 4.6 ms empty, 3.9 / 15 at 1,000 batches, 7.1 / 67
 at 2,000, 15.6 / 175 at 4,000, seconds at 6,000). A paced producer writes at most one
 batch per partition per linger, so a run ends with at most ``duration_s`` x 200 batches
-per partition (fewer at low rates: 200 q/s over 12 partitions is about 17 a second).
+per partition (fewer at low rates: 200 q/s over 12 partitions is about 17 a second on an
+average partition, more on a hot bot's).
 """
 
 from __future__ import annotations
@@ -304,11 +305,13 @@ def latency_sweep(
 
 def why_this_long(duration_s: float, rates: Sequence[float], partitions: int = 12) -> str:
     """What the run length means for the development broker's partitions (module docstring)."""
-    held = [min(rate / partitions, 1000 / 5) * duration_s for rate in rates]
+    cap = 1000 / 5 * duration_s  # one batch per partition per 5 ms linger
+    held = [min(rate / partitions * duration_s, cap) for rate in rates]
     per_rate = ", ".join(f"{r:,.0f} q/s: ~{h:,.0f}" for r, h in zip(rates, held, strict=True))
     return (
-        "at most one record batch per partition per 5 ms linger, so by the end of a run a "
-        f"queries partition holds up to ({per_rate}) batches; on Tansu one hop's p50 / p99 "
+        "at most one record batch per partition per 5 ms linger, so by the end of a run an "
+        f"average queries partition holds about ({per_rate}) batches, and a hot bot's "
+        f"partition up to {cap:,.0f}; on Tansu one hop's p50 / p99 "
         "grow from 2.2 / 4.6 ms on an empty partition to 3.9 / 15 at 1,000 batches and "
         "7.1 / 67 at 2,000 (kafka_settings_bench partition_growth), so high rates' p99 "
         "carry some of the broker's growth; a longer run would measure it"
