@@ -34,6 +34,9 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +142,17 @@ IDLE_SECONDS = 5.0
 SPARSE_RECORDS = 40
 
 
-def idle_run(bootstrap: str, broker_pid: int, topic: str, wait_ms: int) -> dict[str, Any]:
-    """Broker CPU with one consumer idle on ``topic``, then the latency of sparse records."""
+@dataclass
+class Tail:
+    """What a tailing consumer reads: its partitions, and when each value first arrived."""
+
+    partitions: list[int]
+    arrived: dict[bytes, float] = field(default_factory=dict)
+
+
+@contextmanager
+def tailing(bootstrap: str, topic: str, wait_ms: int) -> Iterator[Tail]:
+    """A consumer at the end of every partition of ``topic``, polled on its own thread."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -149,43 +161,70 @@ def idle_run(bootstrap: str, broker_pid: int, topic: str, wait_ms: int) -> dict[
             "fetch.wait.max.ms": wait_ms,
         }
     )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
     consumer.assign([TopicPartition(topic, p, -1) for p in partitions])  # the end: nothing yet
-    arrived: dict[bytes, float] = {}
+    tail = Tail(partitions)
     stop = threading.Event()
 
     def poll() -> None:  # librdkafka's fetch loop runs whatever this thread does
         while not stop.is_set():
             message = consumer.poll(0.1)
             if message is not None and message.error() is None and message.value():
-                arrived[message.value() or b""] = time.perf_counter()
+                tail.arrived[message.value() or b""] = time.perf_counter()
 
     reader = threading.Thread(target=poll, daemon=True)
     reader.start()
     time.sleep(1.0)  # assignment and the first fetches settle
-    broker_before, started = cpu_seconds([broker_pid]), time.perf_counter()
-    time.sleep(IDLE_SECONDS)
-    idle_cores = (cpu_seconds([broker_pid]) - broker_before) / (time.perf_counter() - started)
+    try:
+        yield tail
+    finally:
+        stop.set()
+        reader.join()
+        consumer.close()
+
+
+def probe_ms(
+    bootstrap: str,
+    topic: str,
+    tail: Tail,
+    *,
+    count: int,
+    label: str,
+    gap_s: tuple[float, float],
+    seed: int,
+    timeout_s: float,
+) -> list[float]:
+    """One-hop latency of ``count`` single records sent at random moments (``gap_s``
+    apart, a random phase against the fetch cycle), spread over the tail's partitions."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-    rng = random.Random(wait_ms)  # noqa: S311 - send times, not secrets
+    rng = random.Random(seed)  # noqa: S311 - send times, not secrets
     sent: dict[bytes, float] = {}
-    for n in range(SPARSE_RECORDS):
-        time.sleep(rng.uniform(0.05, 0.25))  # a random phase against the fetch cycle
-        value = f"sparse-{n}".encode()
+    for n in range(count):
+        time.sleep(rng.uniform(*gap_s))
+        value = f"{label}-{n}".encode()
         sent[value] = time.perf_counter()
-        producer.produce(topic, value=value, partition=n % len(partitions))
+        producer.produce(topic, value=value, partition=tail.partitions[n % len(tail.partitions)])
         producer.flush(10)
-    deadline = time.perf_counter() + 10
-    while len(arrived) < len(sent) and time.perf_counter() < deadline:
+    deadline = time.perf_counter() + timeout_s
+    while len(tail.arrived.keys() & sent.keys()) < len(sent) and time.perf_counter() < deadline:
         time.sleep(0.05)
-    stop.set()
-    reader.join()
-    consumer.close()
-    latencies = [1000 * (arrived[v] - sent[v]) for v in sent if v in arrived]
+    return [1000 * (tail.arrived[v] - sent[v]) for v in sent if v in tail.arrived]
+
+
+def idle_run(bootstrap: str, broker_pid: int, topic: str, wait_ms: int) -> dict[str, Any]:
+    """Broker CPU with one consumer idle on ``topic``, then the latency of sparse records."""
+    with tailing(bootstrap, topic, wait_ms) as tail:
+        broker_before, started = cpu_seconds([broker_pid]), time.perf_counter()
+        time.sleep(IDLE_SECONDS)
+        idle_cores = (cpu_seconds([broker_pid]) - broker_before) / (time.perf_counter() - started)
+        latencies = probe_ms(
+            bootstrap, topic, tail, count=SPARSE_RECORDS, label="sparse", gap_s=(0.05, 0.25),
+            seed=wait_ms, timeout_s=10,
+        )  # fmt: skip
     return {
         "fetch.wait.max.ms": wait_ms,
         "broker_cores_idle": round(idle_cores, 3),
-        "records": len(sent),
+        "records": SPARSE_RECORDS,
         "arrived": len(latencies),
         "one_hop_ms": percentiles(latencies),
     }
@@ -197,44 +236,12 @@ GROWTH_PROBES = 30
 
 
 def one_hop_ms(bootstrap: str, topic: str, probes: int, seed: int) -> list[float]:
-    """One-hop latency of ``probes`` single records sent at random moments to partition 0."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": uuid.uuid4().hex,
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 5,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, -1)])
-    arrived: dict[bytes, float] = {}
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.is_set():
-            message = consumer.poll(0.1)
-            if message is not None and message.error() is None:
-                arrived[message.value() or b""] = time.perf_counter()
-
-    reader = threading.Thread(target=poll, daemon=True)
-    reader.start()
-    time.sleep(1.0)  # assignment and the first fetches settle
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-    rng = random.Random(seed)  # noqa: S311 - send times, not secrets
-    sent: dict[bytes, float] = {}
-    for n in range(probes):
-        time.sleep(rng.uniform(0.03, 0.1))
-        value = f"probe-{seed}-{n}".encode()
-        sent[value] = time.perf_counter()
-        producer.produce(topic, value=value, partition=0)
-        producer.flush(10)
-    deadline = time.perf_counter() + 5
-    while len(arrived.keys() & sent.keys()) < len(sent) and time.perf_counter() < deadline:
-        time.sleep(0.05)
-    stop.set()
-    reader.join()
-    consumer.close()
-    return [1000 * (arrived[v] - sent[v]) for v in sent if v in arrived]
+    """One-hop latency of ``probes`` single records to ``topic`` (one partition)."""
+    with tailing(bootstrap, topic, 5) as tail:
+        return probe_ms(
+            bootstrap, topic, tail, count=probes, label=f"probe-{seed}", gap_s=(0.03, 0.1),
+            seed=seed, timeout_s=5,
+        )  # fmt: skip
 
 
 def append_batches(bootstrap: str, topic: str, count: int) -> None:
