@@ -110,11 +110,13 @@ def test_gate_passes_to_int8_and_forced_failure_publishes_fp32(
     assert gate_b["published"] == "fp32"
     assert gate_b["reason"]
     assert store_b.read_manifest(bot_file.stem, version_b)["model"]["quantization"] == "fp32"
-    fp32_bytes = store_b.read_manifest(bot_file.stem, version_b)["model"]["size_bytes"]
-    assert fp32_bytes > store_a.read_manifest(bot_file.stem, version_a)["model"]["size_bytes"]
+    manifest_b = store_b.read_manifest(bot_file.stem, version_b)
+    assert manifest_b["model"]["size_bytes"] <= 150 * 1024  # the fallback keeps the cap
     bot_row = report(tmp_path / "b" / "build-report.json")["bots"][0]
     assert bot_row["quantization"] == "fp32"
     assert bot_row["gate"].startswith("failed: ")
+    for refit in manifest_b["metrics"]["refit_to_cap"]:  # and the build table says so
+        assert refit in bot_row["gate"]
 
 
 BAD_BOTS: dict[str, bytes] = {

@@ -87,7 +87,37 @@ def test_a_failed_gate_publishes_fp32_with_a_reason() -> None:
     assert [reason.split()[0] for reason in built.gate["tried"]] == ["int4", "int8"]
     ops = {node.op_type for node in onnx.load_from_string(built.model_bytes).graph.node}
     assert not ops & {"MatMulInteger", "GatherBlockQuantized"}
-    assert len(built.model_bytes) > built.metrics["model_bytes_int8"]
+    assert len(built.model_bytes) <= 150 * 1024  # refit to the default cap when over it
+
+
+def test_a_fallback_is_refit_to_the_cap_and_measured_at_its_own_shape() -> None:
+    cap_kb = 20
+    options = BuildOptions(quantization="int4", max_model_kb=cap_kb, tolerance_points=-100.0)
+    built = build_model(toy_bot(), out_of_scope=OOS, options=options)
+    assert built.quantization == "fp32"
+    assert [reason.split()[0] for reason in built.gate["tried"]] == ["int4", "int8"]
+    # int8 of the int4-sized table, then fp32 of the int8-sized one, would each be over it.
+    resized = built.metrics["refit_to_cap"]
+    assert [line.split()[0] for line in resized] == ["int8", "fp32"]
+    assert all(f"over the {cap_kb} KB cap" in line for line in resized)
+    assert len(built.model_bytes) <= cap_kb * 1024
+    meta = read_model_metadata(new_session(built.model_bytes))
+    assert meta.featurizer.buckets == built.featurizer["buckets"]
+    assert f"refit at {built.featurizer['buckets']} x {built.params['dim']}" in resized[-1]
+    searched = built.metrics["search"]["best_params"]
+    # At this cap the rows stay at their minimum and the table narrows instead.
+    assert built.featurizer["buckets"] * built.params["dim"] < searched["buckets"] * searched["dim"]
+    assert (built.params["quantization"], searched["quantization"]) == ("int8", "int4")
+
+
+def test_a_given_shape_is_published_as_given_even_over_the_cap() -> None:
+    options = BuildOptions(
+        max_model_kb=20, tolerance_points=-100.0, base_params={"buckets": 2048, "dim": 40}
+    )
+    built = build_model(toy_bot(), options=options)
+    assert built.quantization == "fp32"
+    assert built.metrics["refit_to_cap"] == []
+    assert len(built.model_bytes) > 20 * 1024
 
 
 def test_int4_tables_are_built_when_asked_and_sized_at_their_own_bytes() -> None:

@@ -89,12 +89,22 @@ def _result(
         quantization=built.quantization,
         accuracy=metrics["cv_accuracy"],
         quantized_delta_points=metrics["quantized_delta_points"],
-        gate="passed" if built.gate["passed"] else f"failed: {built.gate['reason']}",
+        gate=_gate_summary(built),
         model_bytes=len(built.model_bytes),
         build_seconds=seconds,
         search=dict(metrics["search"]),
         conflicts=conflicts,
     )
+
+
+def _gate_summary(built: BuiltModel) -> str:
+    """The gate's verdict, and the refit a fallback over the cap took, for the build table."""
+    verdict = "passed" if built.gate["passed"] else f"failed: {built.gate['reason']}"
+    tried = built.gate.get("tried") or []
+    if built.gate["passed"] and len(tried) > 1:
+        verdict = f"passed after: {'; '.join(tried[:-1])}"
+    resized = built.metrics.get("refit_to_cap") or []
+    return "; ".join([verdict, *resized])
 
 
 def _skipped(

@@ -26,6 +26,10 @@ DEFAULT_MAX_MODEL_KB = 150.0
 # capacity pays (docs/architecture.md, decisions).
 TableFormat = Literal["int4", "int8"]
 TABLE_FORMATS: tuple[TableFormat, ...] = get_args(TableFormat)
+# How a published file stores its weights: a table format, or fp32 when the gate refused
+# every quantized one (a fallback sized to the cap in its own right, models/pipeline.py).
+Layout = Literal["int4", "int8", "fp32"]
+FP32_BYTES = 4
 QuantizationMode = Literal["auto", "int4", "int8"]
 QUANTIZATION_MODES: tuple[QuantizationMode, ...] = get_args(QuantizationMode)
 QUANTIZATION = "quantization"
@@ -109,25 +113,29 @@ class ModelConfig:
         return self.model_kb(n_classes) <= self.max_model_kb
 
 
-def row_bytes(dim: int, quantization: TableFormat) -> int:
+def row_bytes(dim: int, layout: Layout) -> int:
     """Bytes of one table row in the published file."""
-    if quantization == "int4":
+    if layout == "int4":
         return (dim + 1) // 2 + ROW_SCALE_BYTES
-    return dim
+    return dim * FP32_BYTES if layout == "fp32" else dim
 
 
 def rows_under_cap(
-    max_model_kb: float, n_classes: int, dim: int, quantization: TableFormat, label_bytes: int
+    max_model_kb: float, n_classes: int, dim: int, layout: Layout, label_bytes: int
 ) -> int:
     """How many table rows of width ``dim`` fit under the cap beside everything else."""
-    budget = max_model_kb * 1024 - overhead_bytes(n_classes, dim, label_bytes)
-    return int(budget // row_bytes(dim, quantization))
+    budget = max_model_kb * 1024 - overhead_bytes(n_classes, dim, label_bytes, layout)
+    return int(budget // row_bytes(dim, layout))
 
 
-def overhead_bytes(n_classes: int, dim: int, label_bytes: int | None = None) -> int:
-    """Everything in an int8 file but the table: head, fp32 bias, graph, scales, metadata.
+def overhead_bytes(
+    n_classes: int, dim: int, label_bytes: int | None = None, layout: Layout = "int8"
+) -> int:
+    """Everything in a file but the table: head (a byte per weight, four in fp32), fp32
+    bias, graph, scales, metadata.
 
     ``label_bytes``: the labels' JSON in the metadata (estimated at 24 B each if unknown).
     """
     labels = 24 * n_classes if label_bytes is None else label_bytes
-    return dim * n_classes + 4 * n_classes + labels + 4096
+    head = dim * n_classes * (FP32_BYTES if layout == "fp32" else 1)
+    return head + 4 * n_classes + labels + 4096

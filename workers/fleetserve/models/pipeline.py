@@ -27,13 +27,12 @@ from fleetserve.models.config import (
     QUANTIZATION,
     ModelConfig,
     QuantizationMode,
-    TableFormat,
     table_format,
 )
+from fleetserve.models.crossval import cross_validate
 from fleetserve.models.data import BotData
 from fleetserve.models.distill import Distillation, DistillMode, distills, fit
 from fleetserve.models.evaluate import latency_us
-from fleetserve.models.featurize import FeaturizerSpec
 from fleetserve.models.folds import plan_folds
 from fleetserve.models.gate import GateResult, Quantization, gate_published
 from fleetserve.models.graph import export_onnx, with_metadata
@@ -99,19 +98,28 @@ def build_model(
     folds = plan_folds(data.labels, options.seed, options.folds)
     distillation = Distillation() if distills(options.distill, len(data.texts)) else None
     found = search(data, base, folds, options.seed, _search_options(data, options), distillation)
-    chosen = found.best.config
     refit_started = time.perf_counter()
-    everything = np.arange(len(data.texts))
-    weights = _refit(data, everything, found, options.seed, distillation)
+    weights = _refit(data, np.arange(len(data.texts)), found, options.seed, distillation)
     refit_seconds = time.perf_counter() - refit_started
-    spec = chosen.featurizer
-    params = {**chosen.to_params(), "seed": options.seed, "distill": distillation is not None}
-    metadata = encode_metadata(data.label_names, 0.0, spec, params)
-    models, gates, sessions = _quantized(
-        weights, metadata, data, spec, options, chosen.quantization
+    publishable = _publishable(
+        _Refit(data, options, distillation), found.best.config, weights, _explicit_shape(options)
     )
+    chosen, models, gates, sessions = (
+        publishable.config,
+        publishable.models,
+        publishable.gates,
+        publishable.sessions,
+    )
+    spec = chosen.featurizer
+    params = _params(chosen, options, distillation)
     gate = gates[-1]
-    cv = found.best.cv
+    # A model refit to the cap is not the shape the search measured: measure it, so the
+    # accuracy reported and the threshold calibrated are the published model's.
+    cv = (
+        cross_validate(data, chosen, folds, options.seed, distillation=distillation)
+        if publishable.resized
+        else found.best.cv
+    )
     in_confidence = cv.oof_probs.max(axis=1)
     in_correct = cv.oof_probs.argmax(axis=1) == data.labels
     oos_confidence = cv.oos_probs.max(axis=1)
@@ -135,6 +143,7 @@ def build_model(
         **{f"model_bytes_{name}": len(model) for name, model in models.items()},
         "search": found.record(),
         "refit_seconds": refit_seconds,
+        "refit_to_cap": publishable.resized,
         "build_seconds": time.perf_counter() - started,
         "n_utterances": len(data.texts),
         "n_out_of_scope": len(data.out_of_scope),
@@ -155,41 +164,111 @@ def build_model(
     )
 
 
-def _quantized(
-    weights: ModelWeights,
-    metadata: Mapping[str, str],
-    data: BotData,
-    spec: FeaturizerSpec,
-    options: BuildOptions,
-    first: TableFormat,
-) -> tuple[dict[Quantization, bytes], list[GateResult], dict[Quantization, InferenceSession]]:
-    """fp32 and each quantized file tried, with the gates and sessions, until one passes.
+@dataclass(frozen=True)
+class _Refit:
+    """What training the published model again, at another shape, needs."""
 
-    The fallback from int4 is int8 (twice the table's bytes, over the cap), then fp32.
+    data: BotData
+    options: BuildOptions
+    distillation: Distillation | None
+
+    def weights(self, config: ModelConfig) -> ModelWeights:
+        everything = np.arange(len(self.data.texts))
+        return fit(self.data, everything, config, self.options.seed, self.distillation)
+
+
+@dataclass(frozen=True)
+class _Publishable:
+    config: ModelConfig  # of the weights the files below hold
+    models: dict[Quantization, bytes]  # fp32 and each quantized file tried of those weights
+    gates: list[GateResult]  # every gate, those of earlier shapes included
+    sessions: dict[Quantization, InferenceSession]
+    resized: list[str]  # why the model was refit to another shape, if it was
+
+
+def _publishable(
+    refit: _Refit, config: ModelConfig, weights: ModelWeights, shape_given: bool
+) -> _Publishable:
+    """Try each file format in turn (the table's, then int8, then fp32) until one passes the
+    gate; fp32 needs none.
+
+    A fallback keeps the cap: a format whose file of these weights would exceed it (int8
+    after int4: about twice the table's bytes; fp32: four times int8's) is refit at a
+    shape sized to the cap for that format first, unless the build was given its shape.
     """
-    models: dict[Quantization, bytes] = {"fp32": export_onnx(weights, metadata)}
+    options, data = refit.options, refit.data
     gates: list[GateResult] = []
+    resized: list[str] = []
     sessions: dict[Quantization, InferenceSession] = {}
-    for quantization in ("int4", "int8") if first == "int4" else ("int8",):
-        quantized = (
-            quantize_int4(weights, metadata)
-            if quantization == "int4"
-            else quantize_int8(models["fp32"])
-        )
-        sessions[quantization], models[quantization] = optimized_session(quantized)
+    metadata = _metadata(config, refit, data)
+    models: dict[Quantization, bytes] = {"fp32": export_onnx(weights, metadata)}
+    first: tuple[Quantization, ...] = ("int4",) if config.quantization == "int4" else ()
+    for layout in (*first, "int8", "fp32"):
+        candidate = _file(layout, weights, metadata, models["fp32"])
+        if not shape_given and len(candidate) > options.max_model_kb * 1024:
+            smaller = _cap_config(config, layout, data, options)
+            resized.append(
+                f"{layout} of {config.featurizer.buckets} x {config.training.dim} would be "
+                f"{len(candidate) / 1024:.0f} KB, over the {options.max_model_kb:g} KB cap: "
+                f"refit at {smaller.featurizer.buckets} x {smaller.training.dim}"
+            )
+            config, weights = smaller, refit.weights(smaller)
+            metadata = _metadata(config, refit, data)
+            models, sessions = {"fp32": export_onnx(weights, metadata)}, {}
+            candidate = _file(layout, weights, metadata, models["fp32"])
+        if layout == "fp32":
+            break
+        sessions[layout], models[layout] = optimized_session(candidate)
         gate = gate_published(
-            sessions[quantization],
+            sessions[layout],
             weights,
             data,
-            spec,
+            config.featurizer,
             options.tolerance_points,
             options.seed,
-            quantization,
+            layout,
         )
         gates.append(gate)
         if gate.passed:
             break
-    return models, gates, sessions
+    return _Publishable(config, models, gates, sessions, resized)
+
+
+def _file(
+    layout: Quantization, weights: ModelWeights, metadata: Mapping[str, str], fp32: bytes
+) -> bytes:
+    """``layout``'s file of ``weights``, whose fp32 export is ``fp32``."""
+    if layout == "int4":
+        return quantize_int4(weights, metadata)
+    return quantize_int8(fp32) if layout == "int8" else fp32
+
+
+def _cap_config(
+    config: ModelConfig, layout: Quantization, data: BotData, options: BuildOptions
+) -> ModelConfig:
+    """``config`` reshaped to fit the cap as a ``layout`` file: an int8 fallback drops the
+    width int4 gave a large bot, then both take the rows that fit."""
+    if layout == "int8":
+        config = config.with_params({QUANTIZATION: "int8"})
+        if "dim" not in (options.base_params or {}):
+            config = config.with_params({"dim": default_width(config, data)})
+    return fit_to_cap(config, data.n_classes, data, layout)
+
+
+def _params(
+    config: ModelConfig, options: BuildOptions, distillation: Distillation | None
+) -> dict[str, Any]:
+    return {**config.to_params(), "seed": options.seed, "distill": distillation is not None}
+
+
+def _metadata(config: ModelConfig, refit: _Refit, data: BotData) -> dict[str, str]:
+    params = _params(config, refit.options, refit.distillation)
+    return encode_metadata(data.label_names, 0.0, config.featurizer, params)
+
+
+def _explicit_shape(options: BuildOptions) -> bool:
+    """The build was given its table's shape, which is then taken as given."""
+    return "buckets" in (options.base_params or {})
 
 
 def _refit(

@@ -22,6 +22,7 @@ from fleetserve.models.config import (
     DEFAULT_MAX_MODEL_KB,
     DEFAULT_TRAINING,
     INT4_MIN_UTTERANCES,
+    Layout,
     ModelConfig,
     rows_under_cap,
 )
@@ -52,12 +53,11 @@ def width_for_cap(max_model_kb: float) -> int:
     return int(min(MAX_WIDTH, round(width / 4) * 4))
 
 
-def _narrowed(config: ModelConfig, n_classes: int, label_bytes: int) -> int:
+def _narrowed(config: ModelConfig, n_classes: int, label_bytes: int, layout: Layout) -> int:
     """The widest table (in steps of 4) that still holds ``MIN_BUCKETS`` rows, at least 4."""
     dim = config.training.dim
     while dim > 4 and (
-        rows_under_cap(config.max_model_kb, n_classes, dim, config.quantization, label_bytes)
-        < MIN_BUCKETS
+        rows_under_cap(config.max_model_kb, n_classes, dim, layout, label_bytes) < MIN_BUCKETS
     ):
         dim -= 4
     return max(4, dim)
@@ -83,15 +83,17 @@ def default_width(config: ModelConfig, data: BotData) -> int:
     return max(width, wide)
 
 
-def fit_to_cap(config: ModelConfig, n_classes: int, data: BotData) -> ModelConfig:
-    """``config`` with buckets chosen for the cap and the data (see the module docstring).
+def fit_to_cap(
+    config: ModelConfig, n_classes: int, data: BotData, layout: Layout | None = None
+) -> ModelConfig:
+    """``config`` with buckets chosen for the cap and the data (see the module docstring),
+    for a file stored as ``layout`` (default: the config's table format).
 
     The width (``dim``) is kept; if even ``MIN_BUCKETS`` rows do not fit, the width shrinks.
     """
+    layout = layout or config.quantization
     dim = config.training.dim
-    fitting = rows_under_cap(
-        config.max_model_kb, n_classes, dim, config.quantization, data.label_bytes
-    )
+    fitting = rows_under_cap(config.max_model_kb, n_classes, dim, layout, data.label_bytes)
     by_cap = max(MIN_BUCKETS, fitting // BUCKET_STEP * BUCKET_STEP)
     spec = replace(config.featurizer, buckets=by_cap)
     distinct = estimated_distinct(data.features(spec).ids, by_cap)
@@ -99,5 +101,5 @@ def fit_to_cap(config: ModelConfig, n_classes: int, data: BotData) -> ModelConfi
     buckets = min(by_cap, max(by_data, MIN_BUCKETS))
     buckets = max(MIN_BUCKETS, buckets // BUCKET_STEP * BUCKET_STEP)
     if buckets > fitting:  # a tiny cap: narrow the table instead of overshooting it
-        dim = _narrowed(config, n_classes, data.label_bytes)
+        dim = _narrowed(config, n_classes, data.label_bytes, layout)
     return config.with_params({"buckets": buckets, "dim": dim})
