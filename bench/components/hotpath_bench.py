@@ -1,7 +1,7 @@
 """The worker's pass without Kafka: CPU per reply of decode, route, featurize, run, encode.
 
 Run: python bench/components/hotpath_bench.py [--bots 1000] [--pass-size 500]
-         [--active 10,100,1000] [--profile] [--quantization auto|int4|int8]
+         [--active 10,100,1000] [--profile] [--stages] [--quantization auto|int4|int8]
          [--out bench/results/hotpath.json]
 
 The real ``BatchProcessor`` of a worker (its model cache, real ONNX snapshots of the bench
@@ -12,7 +12,8 @@ uniform over the active bots). CPU time is the process's own
 (``time.process_time``), so other jobs on the machine do not inflate it; only Kafka's
 consume, produce and commit are left out (the end-to-end bench has them). The heap is
 settled after the warm-up pass (``serving/heap.py``), as the worker's is. ``--profile``
-adds a cProfile breakdown by stage of one run.
+adds a cProfile breakdown by stage of one run; ``--stages`` times each stage alone on
+the same passes (``fleetserve_bench/stages.py``): their sum is the pass with no bookkeeping.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from fleetserve.serving.processor import BatchProcessor, ProcessorConfig
 from fleetserve.store.local import LocalDirectoryStore
 from fleetserve_bench.machine import describe_machine
 from fleetserve_bench.procstat import best_cpu_seconds
+from fleetserve_bench.stages import stage_costs
 from fleetserve_bench.traffic import query_value, zipf_weights
 from fleetserve_bench.world import ensure_fleet, fleet_store_dir, newest_route
 
@@ -179,6 +181,11 @@ def main() -> None:
     parser.add_argument("--laws", default="zipf,uniform")
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also time each stage of the pass alone (fleetserve_bench/stages.py)",
+    )
     parser.add_argument("--label", default="", help="a name for this variant in the output")
     parser.add_argument(
         "--quantization",
@@ -206,6 +213,8 @@ def main() -> None:
             chosen = bots[:active]
             records = make_records(chosen, texts, args.records, law, seed=5)
             run = {"law": law, "active_bots": active, **measure(proc, records, pass_size)}
+            if args.stages:
+                run["stages"] = stage_costs(proc, records, pass_size)
             runs.append(run)
             print(orjson.dumps(run).decode(), flush=True)
             if (

@@ -16,7 +16,9 @@ for each call: its inputs are new arrays every pass.
 
 It also compares the graph's pooling (``models/graph.py``): each snapshot as built (the
 weighted sum over n-grams as one batched MatMul) against the same snapshot rewritten to the
-previous recipe's Unsqueeze(weights, 2), Mul and ReduceSum, both called with ``run``.
+previous recipe's Unsqueeze(weights, 2), Mul and ReduceSum, and against unpadded inputs
+(each text's n-grams flat, summed into its row by ScatterND's ``add``: no padding to the
+longest text of the call), all called with ``run``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import onnxruntime as ort  # type: ignore[import-untyped]
 from onnx import helper, numpy_helper
 
 from fleetserve.cache.loader import SnapshotLoader
-from fleetserve.models.featurize import featurize_padded
+from fleetserve.models.featurize import featurize, featurize_padded
 from fleetserve.models.graph import POOL_NODE
 from fleetserve.models.runtime import new_session
 from fleetserve.models.signature import INPUT_IDS, INPUT_WEIGHTS, OUTPUT_PROBS
@@ -109,6 +111,69 @@ def reduce_sum_pooling(model_bytes: bytes) -> bytes:
     return bytes(model.SerializeToString())
 
 
+def scatter_pooling(model_bytes: bytes) -> bytes:
+    """The snapshot taking unpadded n-grams: ids, weights and each one's text, flat [n], plus
+    one offset per text (only its length is read). The looked-up rows are weighted (Mul),
+    then summed into their texts' rows with ScatterND's ``add`` reduction (opset 18)."""
+    model = onnx.load_from_string(model_bytes)
+    pool = next(n for n in model.graph.node if n.name == POOL_NODE)
+    squeeze = next(n for n in model.graph.node if n.op_type == "Squeeze")
+    looked_up, pooled = pool.input[1], squeeze.output[0]
+    kept = [
+        n
+        for n in model.graph.node
+        if n.name != POOL_NODE and n.op_type != "Squeeze" and INPUT_WEIGHTS not in n.input
+    ]
+    width = next(
+        int(t.dims[-1]) for t in model.graph.initializer if t.name in ("table", "table_quantized")
+    )
+    zero = helper.make_tensor("zero", onnx.TensorProto.FLOAT, [1], [0.0])
+    scatter = [
+        helper.make_node("Unsqueeze", [INPUT_WEIGHTS, "axis_1"], ["weight_column"]),
+        helper.make_node("Mul", [looked_up, "weight_column"], ["weighted"]),
+        helper.make_node("Unsqueeze", ["text_of", "axis_1"], ["text_index"]),
+        helper.make_node("Shape", ["offsets"], ["texts"]),
+        helper.make_node("Concat", ["texts", "width"], ["pooled_shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["pooled_shape"], ["zeros"], value=zero),
+        helper.make_node(
+            "ScatterND", ["zeros", "text_index", "weighted"], [pooled], reduction="add"
+        ),
+    ]
+    head = kept.index(next(n for n in kept if pooled in n.input))
+    nodes = kept[:head] + scatter + kept[head:]
+    flat = [
+        helper.make_tensor_value_info(INPUT_IDS, onnx.TensorProto.INT64, ["n"]),
+        helper.make_tensor_value_info(INPUT_WEIGHTS, onnx.TensorProto.FLOAT, ["n"]),
+        helper.make_tensor_value_info("text_of", onnx.TensorProto.INT64, ["n"]),
+        helper.make_tensor_value_info("offsets", onnx.TensorProto.INT64, ["batch"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        model.graph.name,
+        flat,
+        list(model.graph.output),
+        [*model.graph.initializer, numpy_helper.from_array(np.array([width], np.int64), "width")],
+    )
+    opsets = [helper.make_opsetid(o.domain, 18 if o.domain == "" else o.version)
+              for o in model.opset_import]  # fmt: skip
+    return bytes(helper.make_model(graph, opset_imports=opsets, ir_version=8).SerializeToString())
+
+
+def flat_feeds(spec: Any, texts: list[str]) -> dict[str, Any]:
+    features = featurize(spec, texts)
+    lengths = np.diff(features.indptr)
+    return {
+        INPUT_IDS: features.ids.astype(np.int64),
+        INPUT_WEIGHTS: features.weights.astype(np.float32),
+        "text_of": np.repeat(np.arange(len(texts), dtype=np.int64), lengths),
+        "offsets": features.indptr[:-1].astype(np.int64),
+    }
+
+
+def scatter_run(session: Any, feeds: Any, _unused: Any) -> Any:
+    return session.run([OUTPUT_PROBS], feeds)[0]
+
+
 def cpu_us_per_call(call: Call, cases: list[tuple[Any, Any, Any]], repeats: int) -> float:
     started = time.process_time()
     for _ in range(repeats):
@@ -149,14 +214,15 @@ def main() -> None:
     loader = SnapshotLoader(store)
     models = []
     old_pooling = []
+    scatter = []
     for bot in fleet:
         route = newest_route(store, bot.bot_id)
         model = loader(route)
         texts = [u.text for u in bot.utterances]
         models.append((model, texts))
-        old_pooling.append(
-            new_session(reduce_sum_pooling(store.read_model(bot.bot_id, route.model_version)))
-        )
+        stored = store.read_model(bot.bot_id, route.model_version)
+        old_pooling.append(new_session(reduce_sum_pooling(stored)))
+        scatter.append(new_session(scatter_pooling(stored)))
     results: dict[str, Any] = {}
     pooling: dict[str, Any] = {}
     for rows in (int(r) for r in args.rows.split(",")):
@@ -175,7 +241,18 @@ def main() -> None:
         for (session, ids, weights), (old, _i, _w) in zip(cases[:3], rewritten[:3], strict=True):
             same = plain_run(old, ids, weights)
             assert np.allclose(same, plain_run(session, ids, weights), atol=1e-5)
-        graphs = {"matmul": (plain_run, cases), "mul_reducesum": (plain_run, rewritten)}
+        unpadded: Cases = [
+            (flat, flat_feeds(model.metadata.featurizer, (texts * rows)[:rows]), None)
+            for flat, (model, texts) in zip(scatter, models, strict=True)
+        ]
+        for (session, ids, weights), (flat, feeds, _n) in zip(cases[:3], unpadded[:3], strict=True):
+            same = scatter_run(flat, feeds, None)
+            assert np.allclose(same, plain_run(session, ids, weights), atol=1e-4)
+        graphs = {
+            "matmul": (plain_run, cases),
+            "mul_reducesum": (plain_run, rewritten),
+            "unpadded_scatternd": (scatter_run, unpadded),
+        }
         pooling[f"rows={rows}"] = best_of_rounds(graphs, args.repeats, args.rounds)
         print(f"rows {rows}: pooling {pooling[f'rows={rows}']} CPU-us per call")
     fields = {

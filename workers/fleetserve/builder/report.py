@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +93,17 @@ def write_report(path: Path, results: Sequence[BotBuildResult], summary: dict[st
 
 def _num(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    """The build's one-line summary; medians of a build that published nothing read "none"."""
+    size, accuracy = summary["median_model_bytes"], summary["median_cv_accuracy"]
+    return (
+        f"built {summary['built']}, skipped {summary['skipped']}, failed {summary['failed']} "
+        f"of {summary['bots']} bots in {summary['wall_seconds']} s "
+        f"(int4 {summary['int4']}, int8 {summary['int8']}, fp32 {summary['fp32']}; "
+        f"median {'none' if size is None else f'{round(size)} bytes'}; "
+        "median cross-validated accuracy "
+        f"{'none' if accuracy is None else f'{accuracy}%'}; "
+        f"{summary['conflicts_resolved']} conflicting texts resolved)"
+    )

@@ -14,7 +14,7 @@ from fleetserve.bots.assemble import CONFLICT_POLICIES, DEFAULT_CONFLICT_POLICY
 from fleetserve.bots.discover import find_bots
 from fleetserve.builder.config import BuildConfig
 from fleetserve.builder.fleet import build_all
-from fleetserve.builder.report import results_table, summarize, write_report
+from fleetserve.builder.report import results_table, summarize, summary_line, write_report
 from fleetserve.builder.result import BotBuildResult
 from fleetserve.cli.context import pass_settings
 from fleetserve.config.settings import Settings
@@ -205,15 +205,7 @@ def build(
     report = report_path or settings.store_dir / "build-report.json"
     write_report(report, results, summary)
     Console().print(results_table(results))
-    click.echo(
-        f"built {summary['built']}, skipped {summary['skipped']}, failed {summary['failed']} "
-        f"of {summary['bots']} bots in {summary['wall_seconds']} s "
-        f"(int4 {summary['int4']}, int8 {summary['int8']}, fp32 {summary['fp32']}; "
-        f"median {summary['median_model_bytes']} bytes; "
-        f"median cross-validated accuracy {summary['median_cv_accuracy']}%; "
-        f"{summary['conflicts_resolved']} conflicting texts resolved); "
-        f"store {settings.store_dir}; report {report}"
-    )
+    click.echo(f"{summary_line(summary)}; store {settings.store_dir}; report {report}")
     if summary["failed"]:
         raise SystemExit(1)
 
