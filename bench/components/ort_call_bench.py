@@ -124,8 +124,9 @@ def scatter_pooling(model_bytes: bytes) -> bytes:
         for n in model.graph.node
         if n.name != POOL_NODE and n.op_type != "Squeeze" and INPUT_WEIGHTS not in n.input
     ]
+    # The head is [width, classes] in every table format (an int4 table stores half-width bytes).
     width = next(
-        int(t.dims[-1]) for t in model.graph.initializer if t.name in ("table", "table_quantized")
+        int(t.dims[0]) for t in model.graph.initializer if t.name in ("head", "head_quantized")
     )
     zero = helper.make_tensor("zero", onnx.TensorProto.FLOAT, [1], [0.0])
     scatter = [
