@@ -40,6 +40,9 @@ from fleetserve.serving.replies import ChunkShared, ServingModel
 from fleetserve_bench.procstat import best_cpu_seconds
 
 Chunk = tuple[ServingModel, list[DecodedQuery]]
+Padded = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+# The replies' inference_ms field is copied, not computed, so any value costs the same.
+PLACEHOLDER_INFERENCE_MS = 0.1
 
 
 @dataclass
@@ -48,7 +51,7 @@ class _Pass:
     queries: list[DecodedQuery]
     chunks: list[Chunk]
     rows: list[GroupRows]
-    padded: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
+    padded: list[Padded]
     probs: list[npt.NDArray[np.float32]]
 
 
@@ -96,8 +99,7 @@ def _prepare(proc: BatchProcessor, records: Sequence[InboundRecord], pass_size: 
                 for route, group in plan.groups.items()
                 if not isinstance(model := models[route], Exception)
             ]
-        rows = _featurize(chunks)
-        padded = [r.padded() for r in rows]
+        rows, padded = _featurize(chunks)
         probs = _infer(chunks, padded)
         passes.append(_Pass(batch, queries, chunks, rows, padded, probs))
     return passes
@@ -112,18 +114,16 @@ def _decode(proc: BatchProcessor, records: Sequence[InboundRecord]) -> list[Deco
     return [d for d in decoded if isinstance(d, DecodedQuery)]
 
 
-def _featurize(chunks: Sequence[Chunk]) -> list[GroupRows]:
+def _featurize(chunks: Sequence[Chunk]) -> tuple[list[GroupRows], list[Padded]]:
     rows = hash_pass(
         [(model.metadata.featurizer, [q.query["text"] for q in group]) for model, group in chunks]
     )
-    for r in rows:
-        r.padded()
-    return rows
+    return rows, [r.padded() for r in rows]
 
 
 def _infer(
     chunks: Sequence[Chunk],
-    padded: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
+    padded: Sequence[Padded],
 ) -> list[npt.NDArray[np.float32]]:
     return [
         predict_padded(model.session, ids, weights)
@@ -135,7 +135,7 @@ def _reply(proc: BatchProcessor, done: _Pass) -> list[bytes]:
     context = proc.context
     started = context.clock_ms()
     ran = [
-        _Ran(group, probs, ChunkShared.of(model, context.worker, started, 0.1))
+        _Ran(group, probs, ChunkShared.of(model, context.worker, started, PLACEHOLDER_INFERENCE_MS))
         for (model, group), probs in zip(done.chunks, done.probs, strict=True)
     ]
     outcome = BatchOutcome()
