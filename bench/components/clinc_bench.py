@@ -98,7 +98,7 @@ def clinc_single_bot(data: Path, budget_s: float, max_model_kb: float) -> dict[s
         "quantization": built.quantization,
         "accuracy_published": published["accuracy"],
         "accuracy_fp32": fp32["accuracy"],
-        "int8_delta_points": published["accuracy"] - fp32["accuracy"],
+        "quantized_delta_points": published["accuracy"] - fp32["accuracy"],
         "cv_accuracy": metrics["cv_accuracy"],
         "model_kb": len(built.model_bytes) / 1024,
         "fallback_threshold": built.fallback_threshold,
@@ -169,7 +169,7 @@ def fleet(data: Path, count: int, seed: int) -> tuple[dict[str, Any], BuiltModel
                 "model_kb": len(built.model_bytes) / 1024,
                 "quantization": built.quantization,
                 "cv_accuracy": built.metrics["cv_accuracy"],
-                "int8_delta_points": built.metrics["int8_delta_points"],
+                "quantized_delta_points": built.metrics["quantized_delta_points"],
             }
         )
         if family == "clinc_random" and median_model is None and 15 <= len(built.labels) <= 30:

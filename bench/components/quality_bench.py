@@ -17,7 +17,7 @@ out-of-scope as a 151st class (Larson et al.'s "oos-train" setting) to give its 
 
 Each variant is built once per seed (`--seed 0..N-1`): a build's test accuracy moves by
 up to a point between seeds on these sets (on 2 December the default build measured
-92.58-93.22 on CLINC150 and 94.10-95.20 on paraKQC over 10 seeds), so one seed, or a few,
+92.82-93.27 on CLINC150 and 94.30-95.20 on paraKQC over 10 seeds), so one seed, or a few,
 can flatter or wrong-foot a comparison with the baseline that is this close. The table
 gives the mean over seeds with the range; the JSON keeps every seed's result.
 

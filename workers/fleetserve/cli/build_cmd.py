@@ -69,8 +69,8 @@ from fleetserve.models.width import WIDTH_MODES
     type=click.Choice(DISTILL_MODES),
     default="auto",
     show_default=True,
-    help="Train each model from a larger teacher's soft labels on the utterances and "
-    f"word-dropped copies (about 4x the build time); auto: bots of {AUTO_MIN_UTTERANCES}+ "
+    help="Train each model from two larger teachers' mean soft labels on the utterances and "
+    f"word-dropped copies (about 5x the build time); auto: bots of {AUTO_MIN_UTTERANCES}+ "
     "utterances.",
 )
 @click.option(

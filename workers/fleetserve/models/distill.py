@@ -2,9 +2,11 @@
 
 The teacher is the same family at several times the size (more buckets, a wider table,
 two more epochs' worth of steps): it is never published, so it may be as large as it likes.
-The student then learns from the teacher's distribution on the real utterances and on
+Two of them, from different seeds, are averaged: their mistakes partly cancel. The second
+costs a large bot 10-33 % more build CPU (docs/architecture.md, decisions, has both). The
+student then learns from the teachers' distribution on the real utterances and on
 word-dropped copies of them: copies are new inputs whose right answer is uncertain, and
-the teacher's soft labels say how uncertain, which a hard label cannot (Tang et al. 2019,
+the teachers' soft labels say how uncertain, which a hard label cannot (Tang et al. 2019,
 "Distilling task-specific knowledge from BERT into simple neural networks", used masked
 copies the same way).
 """
@@ -24,12 +26,16 @@ from fleetserve.models.featurize import featurize, select
 from fleetserve.models.train import ModelWeights, forward, train
 
 I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+# Apart from the small offsets the build derives from a seed (word drops use seed + 7).
+TEACHER_SEED_STRIDE = 101
 DistillMode = Literal["auto", "on", "off"]
 DISTILL_MODES: tuple[DistillMode, ...] = ("auto", "on", "off")
-# "auto" distills bots with at least this many utterances. Measured (cross-validated, fleet-
-# like bots): +0.05 point under 700 utterances at 3.7x the build time, +0.65 at 700+ for
-# 4.5x; on whole datasets as one bot, +1.8 (CLINC150) and +2.2 (paraKQC) on their test sets.
-# Bots this large are under 0.1 % of a generated fleet, so the fleet pays almost nothing.
+# "auto" distills bots with at least this many utterances. Measured with one teacher (cross-
+# validated, fleet-like bots): +0.05 point under 700 utterances at 3.7x the build time, +0.65
+# at 700+ for 4.5x; on whole datasets as one bot, +1.8 (CLINC150) and +2.2 (paraKQC) on their
+# test sets. Bots this large are under 0.1 % of a generated fleet, so the fleet pays almost
+# nothing. Two teachers: a 720-utterance bot took 4.9x the undistilled build's CPU (one: 3.9x).
 AUTO_MIN_UTTERANCES = 3000
 
 
@@ -45,6 +51,8 @@ class Distillation:
     copies: int = 2  # word-dropped copies of each training utterance
     word_drop: float = 0.25
     weight: float = 0.7  # share of the teacher's distribution in the student's target
+    # Teachers trained from different seeds; the student learns their mean distribution.
+    teachers: int = 2
 
 
 def fit(
@@ -66,19 +74,9 @@ def fit(
         return train(
             features, labels, data.n_classes, spec.buckets, config.training, seed, init=init
         )
-    teacher = _teacher_config(config, distillation)
-    teacher_weights = train(
-        select(data.features(teacher.featurizer), rows),
-        data.labels[rows],
-        data.n_classes,
-        teacher.featurizer.buckets,
-        teacher.training,
-        seed + 1,
-    )
     originals = [data.texts[i] for i in rows.tolist()]
     copies = word_dropped(originals, distillation, seed)
-    all_texts = originals + copies
-    soft = forward(teacher_weights, featurize(teacher.featurizer, all_texts))
+    soft = teachers_distribution(data, rows, originals + copies, config, distillation, seed)
     labels = np.concatenate([data.labels[rows]] * (1 + distillation.copies))
     student_features = concat([features, featurize(spec, copies)])
     training = replace(config.training, distill_weight=distillation.weight)
@@ -92,6 +90,37 @@ def fit(
         soft_targets=soft,
         init=init,
     )
+
+
+def teachers_distribution(
+    data: BotData,
+    rows: I64,
+    texts: Sequence[str],
+    config: ModelConfig,
+    distillation: Distillation,
+    seed: int,
+) -> F32:
+    """The mean class distribution over ``texts`` of ``teachers`` teachers fit on ``rows``.
+
+    Each teacher starts from its own seed (the first from ``seed + 1``, as a lone teacher
+    always has), so their mistakes differ and partly cancel in the mean.
+    """
+    teacher = _teacher_config(config, distillation)
+    features = select(data.features(teacher.featurizer), rows)
+    inputs = featurize(teacher.featurizer, texts)
+    total = np.zeros((len(texts), data.n_classes), dtype=np.float32)
+    for k in range(distillation.teachers):
+        weights = train(
+            features,
+            data.labels[rows],
+            data.n_classes,
+            teacher.featurizer.buckets,
+            teacher.training,
+            seed + 1 + TEACHER_SEED_STRIDE * k,
+        )
+        total += forward(weights, inputs)
+    total /= distillation.teachers
+    return total
 
 
 def _teacher_config(config: ModelConfig, distillation: Distillation) -> ModelConfig:
