@@ -107,12 +107,13 @@ def teachers_distribution(
     """
     teacher = _teacher_config(config, distillation)
     features = select(data.features(teacher.featurizer), rows)
+    labels = data.labels[rows]
     inputs = featurize(teacher.featurizer, texts)
     total = np.zeros((len(texts), data.n_classes), dtype=np.float32)
     for k in range(distillation.teachers):
         weights = train(
             features,
-            data.labels[rows],
+            labels,
             data.n_classes,
             teacher.featurizer.buckets,
             teacher.training,
