@@ -55,13 +55,14 @@ def one_teacher(data: BotData, rows: np.ndarray, texts: list[str], seed: int) ->
 def test_the_student_learns_the_mean_of_teachers_from_their_own_seeds() -> None:
     data = bot()
     rows = np.arange(0, len(data.texts), 2, dtype=np.int64)  # a fold: half the rows
-    texts = [data.texts[i] for i in rows.tolist()] + ["rain playlist"]
+    copies = ["rain playlist", "about the album"]
+    texts = [data.texts[i] for i in rows.tolist()] + copies  # what the teachers score
     first = one_teacher(data, rows, texts, seed=4)
     second = one_teacher(data, rows, texts, seed=4 + TEACHER_SEED_STRIDE)
     assert not np.allclose(first, second)  # the seeds differ, so do the teachers
 
-    lone = teachers_distribution(data, rows, texts, CONFIG, replace(SMALL_TEACHER, teachers=1), 3)
-    pair = teachers_distribution(data, rows, texts, CONFIG, replace(SMALL_TEACHER, teachers=2), 3)
+    lone = teachers_distribution(data, rows, copies, CONFIG, replace(SMALL_TEACHER, teachers=1), 3)
+    pair = teachers_distribution(data, rows, copies, CONFIG, replace(SMALL_TEACHER, teachers=2), 3)
 
     np.testing.assert_allclose(lone, first, rtol=1e-6)
     np.testing.assert_allclose(pair, (first + second) / 2, rtol=1e-5)

@@ -76,7 +76,7 @@ def fit(
         )
     originals = [data.texts[i] for i in rows.tolist()]
     copies = word_dropped(originals, distillation, seed)
-    soft = teachers_distribution(data, rows, originals + copies, config, distillation, seed)
+    soft = teachers_distribution(data, rows, copies, config, distillation, seed)
     labels = np.concatenate([data.labels[rows]] * (1 + distillation.copies))
     student_features = concat([features, featurize(spec, copies)])
     training = replace(config.training, distill_weight=distillation.weight)
@@ -95,12 +95,13 @@ def fit(
 def teachers_distribution(
     data: BotData,
     rows: I64,
-    texts: Sequence[str],
+    copies: Sequence[str],
     config: ModelConfig,
     distillation: Distillation,
     seed: int,
 ) -> F32:
-    """The mean class distribution over ``texts`` of ``teachers`` teachers fit on ``rows``.
+    """The mean class distribution of ``teachers`` teachers fit on ``rows``, over those rows'
+    texts and then ``copies`` (the rows' features are the bot's cached ones, not hashed again).
 
     Each teacher starts from its own seed (the first from ``seed + 1``, as a lone teacher
     always has), so their mistakes differ and partly cancel in the mean.
@@ -108,8 +109,8 @@ def teachers_distribution(
     teacher = _teacher_config(config, distillation)
     features = select(data.features(teacher.featurizer), rows)
     labels = data.labels[rows]
-    inputs = featurize(teacher.featurizer, texts)
-    total = np.zeros((len(texts), data.n_classes), dtype=np.float32)
+    inputs = concat([features, featurize(teacher.featurizer, copies)])
+    total = np.zeros((inputs.n_texts, data.n_classes), dtype=np.float32)
     for k in range(distillation.teachers):
         weights = train(
             features,
